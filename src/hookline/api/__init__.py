@@ -1,0 +1,1 @@
+"""HTTP wiring: the app factory, its lifespan and the shared dependencies."""

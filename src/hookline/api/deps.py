@@ -1,0 +1,44 @@
+"""Dependencies named once: the request's session (it owns the transaction), settings, sender.
+
+Auth (CONTRACT §3) plugs in here, as `AdminDep` and `CurrentUser` beside `SessionDep`.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hookline.config import Settings
+from hookline.delivery.sender import Sender
+from hookline.events.service import WAKE_WORKERS
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    """Commit when the route returns, roll back when it raises; then wake the workers."""
+    state = request.app.state
+    async with state.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        if session.info.pop(WAKE_WORKERS, False):
+            state.wake_workers()
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _sender(request: Request) -> Sender:
+    sender: Sender = request.app.state.sender
+    return sender
+
+
+# scope="function": commit before the response is sent, so a 201 means it is stored.
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SenderDep = Annotated[Sender, Depends(_sender)]

@@ -1,0 +1,140 @@
+"""The `hookline` command: serve, api, worker, migrate, listen, import-seed."""
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from hookline import __version__
+from hookline.config import Settings
+
+app = typer.Typer(
+    help="hookline: a self-hostable webhook sender.", no_args_is_help=True, add_completion=False
+)
+
+
+def _settings() -> Settings:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return Settings()
+
+
+def _serve_http(settings: Settings, *, run_worker: bool) -> None:
+    from hookline.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings, run_worker=run_worker),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def serve() -> None:
+    """API and delivery worker in one process (SQLite by default)."""
+    _serve_http(_settings(), run_worker=True)
+
+
+@app.command()
+def api() -> None:
+    """The API alone; run workers with `hookline worker`."""
+    _serve_http(_settings(), run_worker=False)
+
+
+@app.command()
+def worker() -> None:
+    """The delivery worker alone; stops cleanly on SIGTERM or SIGINT."""
+    asyncio.run(_run_worker(_settings()))
+
+
+async def _run_worker(settings: Settings) -> None:
+    from hookline.db import create_engine, create_sessionmaker
+    from hookline.delivery.sender import Sender
+    from hookline.delivery.worker import Worker
+
+    engine = create_engine(settings)
+    sender = Sender(
+        timeout=settings.delivery_timeout,
+        concurrency=settings.worker_concurrency,
+        per_endpoint=settings.worker_per_endpoint,
+    )
+    await sender.start()
+    worker = Worker(settings=settings, sessionmaker=create_sessionmaker(engine), sender=sender)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await sender.close()
+        await engine.dispose()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    from hookline import migrate as migrations
+    from hookline.db import create_engine
+
+    async def run() -> None:
+        engine = create_engine(_settings())
+        try:
+            await migrations.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    typer.echo("database is up to date")
+
+
+@app.command()
+def listen(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    secret: Annotated[
+        str | None, typer.Option(help="The endpoint's whsec_… secret, to check signatures.")
+    ] = None,
+) -> None:
+    """A local receiver that prints each webhook it gets and checks its signature."""
+    from hookline import listen as receiver
+
+    try:
+        asyncio.run(receiver.serve(host, port, secret))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--secret") from exc
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("import-seed")
+def import_seed(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Import the original service's webhook_data.json (`{"event": ["url", ...]}`)."""
+    from hookline import seed
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        added, existing = asyncio.run(seed.import_file(_settings(), data))
+    except (ValueError, seed.SeedError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"imported {added} subscription(s); {existing} already existed")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,144 @@
+"""One delivery attempt: a signed POST through a shared aiohttp session, redirects not followed."""
+
+import asyncio
+import ssl
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from hookline import __version__
+from hookline.delivery import signing
+from hookline.models import utcnow
+
+RESPONSE_BODY_LIMIT = 4096
+USER_AGENT = f"hookline/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to; `error_kind` is None only for an answered request."""
+
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None = None
+    response_body: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer: every other answer or failure carries an error kind."""
+        return self.error_kind is None
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+            "status_code": self.status_code,
+            "response_body": self.response_body,
+            "error_kind": self.error_kind,
+            "error": self.error,
+        }
+
+
+class Sender:
+    """Posts signed webhooks; one instance (one connection pool) per process."""
+
+    def __init__(self, *, timeout: float, concurrency: int, per_endpoint: int) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._concurrency = concurrency
+        self._per_endpoint = per_endpoint
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._concurrency, limit_per_host=self._per_endpoint, ttl_dns_cache=60
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"user-agent": USER_AGENT, "content-type": "application/json"},
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(
+        self,
+        *,
+        url: str,
+        msg_id: str,
+        body: bytes,
+        secrets: Sequence[str],
+        headers: Mapping[str, str] | None = None,
+    ) -> Outcome:
+        """POST once; never raises for anything the receiver or the network does."""
+        if self._session is None:
+            raise RuntimeError("Sender.start() was not called")
+        started_at = utcnow()
+        started = time.perf_counter()
+        stamp = int(time.time())
+        request_headers = dict(headers or {})
+        request_headers["webhook-id"] = msg_id
+        request_headers["webhook-timestamp"] = str(stamp)
+        request_headers["webhook-signature"] = signing.signature_header(
+            secrets, msg_id, stamp, body
+        )
+
+        def finish(**fields: Any) -> Outcome:
+            duration_ms = round((time.perf_counter() - started) * 1000)
+            return Outcome(started_at=started_at, duration_ms=duration_ms, **fields)
+
+        try:
+            async with self._session.post(
+                url, data=body, headers=request_headers, allow_redirects=False
+            ) as response:
+                answer = await _read_limited(response)
+                status = response.status
+        except TimeoutError:
+            return finish(error_kind="timeout", error=f"no answer within {self._timeout.total} s")
+        except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+            return finish(error_kind="tls_error", error=_describe(exc))
+        except aiohttp.InvalidURL as exc:
+            return finish(error_kind="invalid_url", error=_describe(exc))
+        except (aiohttp.ClientError, OSError) as exc:
+            return finish(error_kind="connection_error", error=_describe(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not kill the worker; the attempt records it
+            return finish(error_kind="internal_error", error=_describe(exc))
+
+        if 200 <= status < 300:
+            return finish(status_code=status, response_body=answer)
+        return finish(
+            status_code=status,
+            response_body=answer,
+            error_kind="http_status",
+            error=f"receiver answered HTTP {status}",
+        )
+
+
+async def _read_limited(response: aiohttp.ClientResponse) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    while size < RESPONSE_BODY_LIMIT:
+        chunk = await response.content.read(RESPONSE_BODY_LIMIT - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    # PostgreSQL text cannot hold NUL characters.
+    return b"".join(chunks).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:1000]

@@ -1,0 +1,170 @@
+"""The worker's life: claim due deliveries, send them, record results in batches, stop cleanly."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+from hookline.config import Settings
+from hookline.db import SessionMaker
+from hookline.delivery import envelope, queue, retry
+from hookline.delivery.sender import Outcome, Sender
+from hookline.models import utcnow
+
+log = logging.getLogger("hookline.worker")
+
+
+class Worker:
+    """Keeps up to `worker_concurrency` attempts in flight, `worker_per_endpoint` per endpoint."""
+
+    def __init__(self, *, settings: Settings, sessionmaker: SessionMaker, sender: Sender) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self._sender = sender
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._per_endpoint: Counter[str] = Counter()
+        self._finished: list[queue.Finished] = []
+        self._wake = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._stopping = False
+        self.sent = 0
+
+    def wake(self) -> None:
+        """Look for due deliveries now (called after a commit that published events)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming; run() then drains what is in flight and returns."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        log.info("worker %s started", self.owner)
+        flusher = asyncio.create_task(self._flush_loop())
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                full = await self._claim_batch()
+                if full and not self._stopping:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+        finally:
+            await self._drain()
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            await self._flush()
+            log.info("worker %s stopped", self.owner)
+
+    async def _claim_batch(self) -> bool:
+        """Claim as many deliveries as there are free slots; True if every slot was filled."""
+        free = self._settings.worker_concurrency - len(self._inflight)
+        if free <= 0:
+            return False
+        cap = self._settings.worker_per_endpoint
+        busy = [endpoint for endpoint, n in self._per_endpoint.items() if n >= cap]
+        try:
+            async with self._sessionmaker.begin() as session:
+                claimed = await queue.claim(
+                    session,
+                    owner=self.owner,
+                    limit=free,
+                    lease_seconds=self._settings.lease_seconds,
+                    skip_endpoints=busy,
+                )
+        except Exception:
+            log.exception("claiming deliveries failed; retrying after the poll interval")
+            return False
+        over_cap = []
+        for item in claimed:
+            if self._per_endpoint[item.endpoint_id] >= cap:
+                over_cap.append(item.delivery_id)
+                continue
+            self._per_endpoint[item.endpoint_id] += 1
+            task = asyncio.create_task(self._attempt(item))
+            self._inflight[item.delivery_id] = task
+        if over_cap:
+            await self._release(over_cap)
+        return len(claimed) == free and not over_cap
+
+    async def _attempt(self, item: queue.Claimed) -> None:
+        try:
+            body = envelope.render(
+                event_id=item.event_id,
+                event=item.event,
+                created_at=item.event_created_at,
+                data=item.payload,
+            )
+            outcome = await self._sender.send(
+                url=item.url, msg_id=item.event_id, body=body, secrets=item.secrets
+            )
+            self._finished.append(self._decide(item, outcome))
+            self.sent += 1
+            if len(self._finished) >= self._settings.result_batch_size:
+                self._flush_now.set()
+        finally:
+            del self._inflight[item.delivery_id]
+            self._per_endpoint[item.endpoint_id] -= 1
+            if self._per_endpoint[item.endpoint_id] <= 0:
+                del self._per_endpoint[item.endpoint_id]
+            self._wake.set()
+
+    def _decide(self, item: queue.Claimed, outcome: Outcome) -> queue.Finished:
+        number = item.attempts_made + 1
+        status, next_at = queue.SUCCEEDED, None
+        if not outcome.ok:
+            delay = retry.next_delay(
+                number, self._settings.retry_schedule, self._settings.retry_jitter, random.random
+            )
+            if delay is None:
+                status = queue.FAILED
+            else:
+                status, next_at = queue.PENDING, utcnow() + timedelta(seconds=delay)
+        return queue.Finished(item.delivery_id, number, outcome.as_row(), status, next_at)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self._settings.result_flush_interval)
+            self._flush_now.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._finished:
+            return
+        batch, self._finished = self._finished, []
+        try:
+            async with self._sessionmaker.begin() as session:
+                await queue.complete(session, owner=self.owner, finished=batch)
+        except Exception:
+            # Keep them for the next flush; if that never comes the leases lapse and the
+            # deliveries are sent again (at least once).
+            log.exception("recording %d attempts failed; will retry", len(batch))
+            self._finished[:0] = batch
+            await asyncio.sleep(self._settings.poll_interval)
+
+    async def _drain(self) -> None:
+        """Let in-flight attempts finish (each is bounded by the timeout), release the rest."""
+        if not self._inflight:
+            return
+        tasks = list(self._inflight.values())
+        ids = list(self._inflight)
+        _, pending = await asyncio.wait(tasks, timeout=self._settings.delivery_timeout + 1)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        recorded = {item.delivery_id for item in self._finished}
+        await self._release([i for i in ids if i not in recorded])
+
+    async def _release(self, delivery_ids: list[str]) -> None:
+        try:
+            async with self._sessionmaker.begin() as session:
+                await queue.release(session, owner=self.owner, delivery_ids=delivery_ids)
+        except Exception:
+            log.exception("releasing %d leases failed; they lapse on their own", len(delivery_ids))

@@ -1,0 +1,1 @@
+"""The event log, and publishing an event with its deliveries in the caller's transaction."""

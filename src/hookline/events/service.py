@@ -1,0 +1,100 @@
+"""Publish events into the outbox: the event row and one delivery per subscribed endpoint."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hookline.delivery.sender import Outcome
+from hookline.ids import new_id
+from hookline.models import Attempt, Delivery, Endpoint, Event, Subscription, utcnow
+
+USER_REGISTERED = "user_registered"
+USER_SEND_MESSAGE = "user_send_message"
+WEBHOOK_DISABLED = "webhook_disabled"
+PING = "ping"
+WILDCARD = "*"
+# What an endpoint can subscribe to; `ping` is sent directly, never subscribed to.
+SUBSCRIBABLE = (USER_REGISTERED, USER_SEND_MESSAGE, WEBHOOK_DISABLED)
+
+# Set on the session by publish(); the request or job wakes the workers after it commits.
+WAKE_WORKERS = "hookline.wake_workers"
+
+
+async def publish(*, session: AsyncSession, event: str, data: dict[str, Any]) -> str:
+    """Add the event and its deliveries to the session's transaction; return the event id."""
+    now = utcnow()
+    event_id = new_id("evt")
+    await session.execute(
+        insert(Event).values(id=event_id, event=event, payload=data, created_at=now)
+    )
+    subscribed = (
+        select(Subscription.endpoint_id)
+        .join(Endpoint, Endpoint.id == Subscription.endpoint_id)
+        .where(Subscription.event.in_((event, WILDCARD)), Endpoint.enabled.is_(True))
+        .distinct()
+    )
+    endpoint_ids = (await session.execute(subscribed)).scalars().all()
+    if endpoint_ids:
+        await session.execute(
+            insert(Delivery),
+            [
+                {
+                    "id": new_id("dlv"),
+                    "event_id": event_id,
+                    "endpoint_id": endpoint_id,
+                    "status": "pending",
+                    "attempts_made": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for endpoint_id in endpoint_ids
+            ],
+        )
+        session.info[WAKE_WORKERS] = True
+    return event_id
+
+
+@dataclass(frozen=True, slots=True)
+class SentDirectly:
+    endpoint_id: str
+    outcome: Outcome
+
+
+async def record_sent(
+    *,
+    session: AsyncSession,
+    event_id: str,
+    event: str,
+    created_at: datetime,
+    data: dict[str, Any],
+    sent: Sequence[SentDirectly],
+) -> None:
+    """Record an event that was sent at once (a ping): one attempt per endpoint, no retries."""
+    await session.execute(
+        insert(Event).values(id=event_id, event=event, payload=data, created_at=created_at)
+    )
+    finished = utcnow()
+    deliveries = []
+    attempts = []
+    for item in sent:
+        delivery_id = new_id("dlv")
+        deliveries.append(
+            {
+                "id": delivery_id,
+                "event_id": event_id,
+                "endpoint_id": item.endpoint_id,
+                "status": "succeeded" if item.outcome.ok else "failed",
+                "attempts_made": 1,
+                "next_attempt_at": None,
+                "created_at": created_at,
+                "finished_at": finished,
+            }
+        )
+        attempts.append({"delivery_id": delivery_id, "number": 1, **item.outcome.as_row()})
+    if deliveries:
+        await session.execute(insert(Delivery), deliveries)
+        await session.execute(insert(Attempt), attempts)

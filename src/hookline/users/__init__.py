@@ -1,0 +1,1 @@
+"""Users and the messages they send each other."""

@@ -1,0 +1,122 @@
+"""Users and messages; each change publishes its event in the same transaction."""
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from hookline.errors import Conflict, NotFound, Unprocessable
+from hookline.events import service as events
+from hookline.ids import new_id
+from hookline.models import Message, User, utcnow
+from hookline.users.schemas import MessageOut, UserCreated, UserOut
+
+USER_TOKEN_PREFIX = "hl_user_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def register(*, session: AsyncSession, username: str) -> UserCreated:
+    username = username.lower()
+    if await _find(session, username) is not None:
+        raise Conflict("Username already exists")
+    token = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    user = User(
+        id=new_id("usr"), username=username, token_hash=hash_token(token), registered_at=utcnow()
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # registered by a concurrent request in between
+        raise Conflict("Username already exists") from exc
+    out = UserOut.model_validate(user, from_attributes=True)
+    await events.publish(
+        session=session, event=events.USER_REGISTERED, data=out.model_dump(mode="json")
+    )
+    return UserCreated(**out.model_dump(), token=token)
+
+
+async def list_users(*, session: AsyncSession, limit: int, after: str | None) -> list[UserOut]:
+    query = select(User).order_by(User.id).limit(limit)
+    if after is not None:
+        query = query.where(User.id > after)
+    users = (await session.execute(query)).scalars().all()
+    return [UserOut.model_validate(u, from_attributes=True) for u in users]
+
+
+async def send_message(
+    *, session: AsyncSession, sender: str, recipient: str, subject: str, message: str
+) -> MessageOut:
+    sender, recipient = sender.lower(), recipient.lower()
+    if sender == recipient:
+        raise Unprocessable("Sender and recipient cannot be the same")
+    sender_user = await _find(session, sender)
+    if sender_user is None:
+        raise NotFound("Sender does not exist")
+    recipient_user = await _find(session, recipient)
+    if recipient_user is None:
+        raise NotFound("Recipient does not exist")
+    row = Message(
+        id=new_id("msg"),
+        sender_id=sender_user.id,
+        recipient_id=recipient_user.id,
+        subject=subject,
+        body=message,
+        received_at=utcnow(),
+    )
+    session.add(row)
+    await session.flush()
+    out = MessageOut(
+        id=row.id,
+        sender=sender,
+        recipient=recipient,
+        subject=subject,
+        message=message,
+        received_at=row.received_at,
+    )
+    await events.publish(
+        session=session, event=events.USER_SEND_MESSAGE, data=out.model_dump(mode="json")
+    )
+    return out
+
+
+async def inbox(
+    *, session: AsyncSession, recipient: str, limit: int, after: str | None
+) -> list[MessageOut]:
+    recipient_user = await _find(session, recipient.lower())
+    if recipient_user is None:
+        raise NotFound("Recipient does not exist")
+    sender = aliased(User)
+    query = (
+        select(Message, sender.username)
+        .join(sender, sender.id == Message.sender_id)
+        .where(Message.recipient_id == recipient_user.id)
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(Message.id > after)
+    rows: Sequence[tuple[Message, str]] = (await session.execute(query)).tuples().all()
+    return [
+        MessageOut(
+            id=m.id,
+            sender=sender_name,
+            recipient=recipient_user.username,
+            subject=m.subject,
+            message=m.body,
+            received_at=m.received_at,
+        )
+        for m, sender_name in rows
+    ]
+
+
+async def _find(session: AsyncSession, username: str) -> User | None:
+    return (
+        await session.execute(select(User).where(User.username == username))
+    ).scalar_one_or_none()

@@ -1,0 +1,1 @@
+"""Webhook endpoints, their subscriptions and secrets, and pings."""

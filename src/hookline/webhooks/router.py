@@ -1,0 +1,58 @@
+"""The original service's webhook routes: register, remove, list, ping."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response, status
+
+from hookline.api.deps import SenderDep, SessionDep
+from hookline.webhooks import service
+from hookline.webhooks.schemas import PingReport, WebhookIn, WebhookList, WebhookRegistered
+
+router = APIRouter(tags=["webhooks"])
+
+EventFilter = Annotated[
+    str | None, Query(max_length=64, description="Only this event (case-insensitive).")
+]
+_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown event, or no URLs registered for it"}
+}
+
+
+@router.post(
+    "/webhook",
+    status_code=status.HTTP_201_CREATED,
+    responses={404: {"description": "Unknown event"}, 409: {"description": "Already registered"}},
+)
+async def register_webhook(body: WebhookIn, session: SessionDep) -> WebhookRegistered:
+    """Subscribe a URL to an event; the answer carries the endpoint's signing secret."""
+    return await service.register(session=session, event=body.event, url=body.url)
+
+
+@router.delete(
+    "/webhook",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "Unknown event or URL"}},
+)
+async def remove_webhook(body: WebhookIn, session: SessionDep) -> Response:
+    """Unsubscribe a URL from an event; its pending deliveries of that event are cancelled."""
+    await service.unregister(session=session, event=body.event, url=body.url)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/webhooks", responses=_404)
+async def list_webhooks(session: SessionDep, event_filter: EventFilter = None) -> WebhookList:
+    """Every event with its subscribed URLs."""
+    return WebhookList(
+        webhooks=await service.urls_by_event(session=session, event_filter=event_filter)
+    )
+
+
+@router.post("/ping", responses=_404, response_model_exclude_none=True)
+async def ping_webhooks(
+    session: SessionDep,
+    sender: SenderDep,
+    event_filter: EventFilter = None,
+    data: Annotated[dict[str, Any] | None, Body()] = None,
+) -> PingReport:
+    """Send a signed `ping` to every subscribed URL now and report who answered 2xx."""
+    return await service.ping(session=session, sender=sender, event_filter=event_filter, data=data)

@@ -1,0 +1,166 @@
+"""Endpoints and their subscriptions, as the original service's per-event URL lists see them."""
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hookline.delivery import envelope, signing
+from hookline.delivery.sender import Sender
+from hookline.errors import Conflict, NotFound
+from hookline.events import service as events
+from hookline.ids import new_id
+from hookline.models import Delivery, Endpoint, Event, Subscription, utcnow
+from hookline.webhooks import urls
+from hookline.webhooks.schemas import EventUrls, PingEntry, PingReport, WebhookRegistered
+
+DEFAULT_PING_DATA = {"message": "Ping from User Notification Webhook Service"}
+LISTED_EVENTS = (*events.SUBSCRIBABLE, events.WILDCARD)
+
+
+def subscribable_event(name: str) -> str:
+    """The canonical (lowercase) event name, or NotFound as the original service answered."""
+    canonical = name.strip().lower()
+    if canonical not in LISTED_EVENTS:
+        raise NotFound(f"Event '{name}' not found")
+    return canonical
+
+
+async def register(*, session: AsyncSession, event: str, url: str) -> WebhookRegistered:
+    """Subscribe `url` to `event`; one endpoint (id, secret) per URL whatever its events."""
+    event = subscribable_event(event)
+    url = urls.check(url)
+    endpoint = await _endpoint_by_url(session, url)
+    if endpoint is None:
+        endpoint = Endpoint(
+            id=new_id("wh"), url=url, secret=signing.generate_secret(), created_at=utcnow()
+        )
+        session.add(endpoint)
+    elif await _subscription(session, endpoint.id, event) is not None:
+        raise Conflict(f"Webhook URL '{url}' already exists for event '{event}'")
+    session.add(Subscription(endpoint_id=endpoint.id, event=event))
+    await session.flush()
+    return WebhookRegistered(
+        message="Webhook registered successfully",
+        url=url,
+        event=event,
+        id=endpoint.id,
+        secret=endpoint.secret,
+    )
+
+
+async def unregister(*, session: AsyncSession, event: str, url: str) -> None:
+    """Unsubscribe `url` from `event` and cancel what was still pending for it."""
+    event = subscribable_event(event)
+    endpoint = await _endpoint_by_url(session, url.strip())
+    subscription = None if endpoint is None else await _subscription(session, endpoint.id, event)
+    if endpoint is None or subscription is None:
+        raise NotFound(f"Webhook URL '{url}' not found for event '{event}'")
+    await session.execute(delete(Subscription).where(Subscription.id == subscription.id))
+    pending_of_event = select(Event.id).where(Event.event == event)
+    if event == events.WILDCARD:
+        pending_of_event = select(Event.id)
+    await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.endpoint_id == endpoint.id,
+            Delivery.status == "pending",
+            Delivery.event_id.in_(pending_of_event),
+        )
+        .values(status="cancelled", finished_at=utcnow(), lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def urls_by_event(*, session: AsyncSession, event_filter: str | None) -> list[EventUrls]:
+    """Every subscribable event with its URLs (empty ones too), or the one asked for."""
+    rows = await session.execute(
+        select(Subscription.event, Endpoint.url)
+        .join(Endpoint, Endpoint.id == Subscription.endpoint_id)
+        .order_by(Subscription.event, Endpoint.created_at, Endpoint.id)
+    )
+    by_event: dict[str, list[str]] = {name: [] for name in events.SUBSCRIBABLE}
+    for event, url in rows:
+        by_event.setdefault(event, []).append(url)
+    if event_filter is None:
+        return [EventUrls(event=e, urls=u) for e, u in by_event.items()]
+    wanted = event_filter.strip().lower()
+    if wanted not in LISTED_EVENTS:
+        raise NotFound(f"Event '{event_filter}' not found.")
+    if not by_event.get(wanted):
+        raise NotFound(f"Event '{event_filter}' has no registered URLs.")
+    return [EventUrls(event=wanted, urls=by_event[wanted])]
+
+
+async def ping(
+    *,
+    session: AsyncSession,
+    sender: Sender,
+    event_filter: str | None,
+    data: dict[str, Any] | None,
+) -> PingReport:
+    """Send one signed `ping` to every endpoint concurrently; report per (event, url) pair."""
+    listed = await urls_by_event(session=session, event_filter=event_filter)
+    pairs = [(entry.event, url) for entry in listed for url in entry.urls]
+    endpoints = {
+        e.url: e
+        for e in (
+            await session.execute(select(Endpoint).where(Endpoint.url.in_({u for _, u in pairs})))
+        ).scalars()
+    }
+    data = DEFAULT_PING_DATA if data is None else data
+    event_id, created_at = new_id("evt"), utcnow()
+    body = envelope.render(event_id=event_id, event=events.PING, created_at=created_at, data=data)
+    targets: Sequence[Endpoint] = list(endpoints.values())
+    outcomes = await asyncio.gather(
+        *(sender.send(url=e.url, msg_id=event_id, body=body, secrets=(e.secret,)) for e in targets)
+    )
+    by_url = {e.url: o for e, o in zip(targets, outcomes, strict=True)}
+    await events.record_sent(
+        session=session,
+        event_id=event_id,
+        event=events.PING,
+        created_at=created_at,
+        data=data,
+        sent=[events.SentDirectly(e.id, o) for e, o in zip(targets, outcomes, strict=True)],
+    )
+    payload = {
+        "id": event_id,
+        "event": events.PING,
+        "timestamp": envelope.timestamp(created_at),
+        "data": data,
+    }
+    ok, failed = [], []
+    for event, url in pairs:
+        outcome = by_url[url]
+        if outcome.ok:
+            ok.append(
+                PingEntry(event=event, url=url, status_code=outcome.status_code, payload=payload)
+            )
+        else:
+            failed.append(
+                PingEntry(
+                    event=event, url=url, status_code=outcome.status_code, error=outcome.error
+                )
+            )
+    return PingReport(
+        successful_webhooks_count=len(ok),
+        successful_webhooks=ok,
+        failed_webhooks_count=len(failed),
+        failed_webhooks=failed,
+        message=f"Pinged {len(pairs)} webhook(s): {len(ok)} succeeded, {len(failed)} failed",
+    )
+
+
+async def _endpoint_by_url(session: AsyncSession, url: str) -> Endpoint | None:
+    query = select(Endpoint).where(Endpoint.url == url)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _subscription(session: AsyncSession, endpoint_id: str, event: str) -> Subscription | None:
+    query = select(Subscription).where(
+        Subscription.endpoint_id == endpoint_id, Subscription.event == event
+    )
+    return (await session.execute(query)).scalar_one_or_none()

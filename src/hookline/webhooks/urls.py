@@ -1,0 +1,27 @@
+"""What a webhook URL must look like before it is stored (the address check is in delivery)."""
+
+from urllib.parse import urlsplit
+
+from hookline.errors import Unprocessable
+
+
+def check(url: str) -> str:
+    """Return the URL if it can be a webhook target; raise Unprocessable with the reason."""
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+        raise Unprocessable(
+            f"Invalid webhook URL '{url}': it contains whitespace or control characters"
+        )
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise Unprocessable(f"Invalid webhook URL '{url}': {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise Unprocessable(f"Invalid webhook URL '{url}': the scheme must be http or https")
+    if not parts.hostname:
+        raise Unprocessable(f"Invalid webhook URL '{url}': it has no host")
+    if parts.username is not None or parts.password is not None:
+        raise Unprocessable(f"Invalid webhook URL '{url}': credentials in URLs are not allowed")
+    if port == 0:
+        raise Unprocessable(f"Invalid webhook URL '{url}': port 0 is not a valid port")
+    return url
