@@ -1,0 +1,130 @@
+"""Shared fixtures: settings per database backend, a running app, real local receivers.
+
+Every test that takes `settings` runs on SQLite and, when HOOKLINE_TEST_POSTGRES_URL is set,
+on PostgreSQL too. Under CI=true a missing PostgreSQL URL fails those tests instead of skipping.
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from hookline import migrate
+from hookline.config import Settings
+from hookline.db import create_engine
+from hookline.models import Base
+from tests.support.app import RunningApp, running_app
+from tests.support.receiver import Receiver
+
+POSTGRES_URL = os.environ.get("HOOKLINE_TEST_POSTGRES_URL", "")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _pg_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated; dropped at the end."""
+    if not POSTGRES_URL:
+        if IN_CI:
+            pytest.fail("HOOKLINE_TEST_POSTGRES_URL is not set; CI must run the PostgreSQL tests")
+        pytest.skip("HOOKLINE_TEST_POSTGRES_URL is not set")
+    name = f"hookline_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(_pg_dsn(POSTGRES_URL))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = _pg_dsn(POSTGRES_URL, name)
+
+    async def upgrade() -> None:
+        engine = create_engine(Settings(_env_file=None, database_url=url))
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(upgrade())
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _truncate_postgres(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+
+    async def run() -> None:
+        conn = await asyncpg.connect(_pg_dsn(url))
+        try:
+            await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a new SQLite file, or the session's PostgreSQL database truncated."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'hookline.db'}"
+    url: str = request.getfixturevalue("postgres_database")
+    _truncate_postgres(url)
+    return url
+
+
+# Fast settings for tests: retries within seconds, receivers on loopback allowed.
+TEST_DEFAULTS: dict[str, Any] = {
+    "allow_private_networks": True,
+    "retry_schedule": (0.2, 0.4),
+    "retry_jitter": 0.0,
+    "delivery_timeout": 2.0,
+    "lease_seconds": 5.0,
+    "poll_interval": 0.2,
+    "result_flush_interval": 0.02,
+}
+
+
+@pytest.fixture
+def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings on this test's database; keyword arguments override TEST_DEFAULTS."""
+
+    def make(**overrides: Any) -> Settings:
+        values = {**TEST_DEFAULTS, "data_dir": tmp_path / "data", "database_url": database_url}
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[RunningApp]:
+    """The app (no worker) with its lifespan running, and an httpx client on it."""
+    async with running_app(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A real HTTP receiver on 127.0.0.1 that records what it gets and answers as told."""
+    async with Receiver() as running:
+        yield running

@@ -1,0 +1,1 @@
+"""Test helpers: a running app and a scriptable webhook receiver."""
