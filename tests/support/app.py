@@ -19,8 +19,10 @@ class RunningApp:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings, *, run_worker: bool = False) -> AsyncIterator[RunningApp]:
-    app = create_app(settings, run_worker=run_worker)
+async def running_app(
+    settings: Settings, *, run_worker: bool = False, migrate_db: bool = True
+) -> AsyncIterator[RunningApp]:
+    app = create_app(settings, run_worker=run_worker, migrate_db=migrate_db)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
