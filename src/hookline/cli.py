@@ -34,7 +34,15 @@ def _serve_http(settings: Settings, *, run_worker: bool) -> None:
         access_log=False,
         server_header=False,
     )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that
+    # was there before it; make that handler a clean exit, so a requested stop exits 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
     uvicorn.Server(config).run()
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command()
