@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hookline.config import Settings
+from hookline.db import SessionMaker
 from hookline.delivery.sender import Sender
 from hookline.events.service import WAKE_WORKERS
 
@@ -28,6 +29,11 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
             state.wake_workers()
 
 
+def _sessions(request: Request) -> SessionMaker:
+    sessions: SessionMaker = request.app.state.sessionmaker
+    return sessions
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -40,5 +46,7 @@ def _sender(request: Request) -> Sender:
 
 # scope="function": commit before the response is sent, so a 201 means it is stored.
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+# For routes that wait on receivers: they keep their transactions short and own them.
+SessionMakerDep = Annotated[SessionMaker, Depends(_sessions)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SenderDep = Annotated[Sender, Depends(_sender)]

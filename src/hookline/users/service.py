@@ -2,7 +2,6 @@
 
 import hashlib
 import secrets
-from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -102,7 +101,7 @@ async def inbox(
     )
     if after is not None:
         query = query.where(Message.id > after)
-    rows: Sequence[tuple[Message, str]] = (await session.execute(query)).tuples().all()
+    rows = (await session.execute(query)).all()
     return [
         MessageOut(
             id=m.id,

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from hookline.api.deps import SenderDep, SessionDep
+from hookline.api.deps import SenderDep, SessionDep, SessionMakerDep
 from hookline.webhooks import service
 from hookline.webhooks.schemas import PingReport, WebhookIn, WebhookList, WebhookRegistered
 
@@ -49,10 +49,12 @@ async def list_webhooks(session: SessionDep, event_filter: EventFilter = None) -
 
 @router.post("/ping", responses=_404, response_model_exclude_none=True)
 async def ping_webhooks(
-    session: SessionDep,
+    sessions: SessionMakerDep,
     sender: SenderDep,
     event_filter: EventFilter = None,
     data: Annotated[dict[str, Any] | None, Body()] = None,
 ) -> PingReport:
     """Send a signed `ping` to every subscribed URL now and report who answered 2xx."""
-    return await service.ping(session=session, sender=sender, event_filter=event_filter, data=data)
+    return await service.ping(
+        sessions=sessions, sender=sender, event_filter=event_filter, data=data
+    )

@@ -1,14 +1,16 @@
 """Endpoints and their subscriptions, as the original service's per-event URL lists see them."""
 
 import asyncio
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hookline.db import SessionMaker
 from hookline.delivery import envelope, signing
-from hookline.delivery.sender import Sender
+from hookline.delivery.sender import Outcome, Sender
 from hookline.errors import Conflict, NotFound
 from hookline.events import service as events
 from hookline.ids import new_id
@@ -32,16 +34,15 @@ async def register(*, session: AsyncSession, event: str, url: str) -> WebhookReg
     """Subscribe `url` to `event`; one endpoint (id, secret) per URL whatever its events."""
     event = subscribable_event(event)
     url = urls.check(url)
-    endpoint = await _endpoint_by_url(session, url)
-    if endpoint is None:
-        endpoint = Endpoint(
-            id=new_id("wh"), url=url, secret=signing.generate_secret(), created_at=utcnow()
-        )
-        session.add(endpoint)
-    elif await _subscription(session, endpoint.id, event) is not None:
-        raise Conflict(f"Webhook URL '{url}' already exists for event '{event}'")
-    session.add(Subscription(endpoint_id=endpoint.id, event=event))
-    await session.flush()
+    endpoint = await _endpoint_by_url(session, url) or await _create_endpoint(session, url)
+    conflict = Conflict(f"Webhook URL '{url}' already exists for event '{event}'")
+    if await _subscription(session, endpoint.id, event) is not None:
+        raise conflict
+    try:
+        async with session.begin_nested():
+            session.add(Subscription(endpoint_id=endpoint.id, event=event))
+    except IntegrityError as exc:  # subscribed by a concurrent request in between
+        raise conflict from exc
     return WebhookRegistered(
         message="Webhook registered successfully",
         url=url,
@@ -49,6 +50,22 @@ async def register(*, session: AsyncSession, event: str, url: str) -> WebhookReg
         id=endpoint.id,
         secret=endpoint.secret,
     )
+
+
+async def _create_endpoint(session: AsyncSession, url: str) -> Endpoint:
+    """A new endpoint for `url`, or the one a concurrent request created for it in between."""
+    endpoint = Endpoint(
+        id=new_id("wh"), url=url, secret=signing.generate_secret(), created_at=utcnow()
+    )
+    try:
+        async with session.begin_nested():
+            session.add(endpoint)
+    except IntegrityError:
+        existing = await _endpoint_by_url(session, url)
+        if existing is None:
+            raise
+        return existing
+    return endpoint
 
 
 async def unregister(*, session: AsyncSession, event: str, url: str) -> None:
@@ -94,44 +111,62 @@ async def urls_by_event(*, session: AsyncSession, event_filter: str | None) -> l
     return [EventUrls(event=wanted, urls=by_event[wanted])]
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    endpoint_id: str
+    url: str
+    secret: str
+
+
 async def ping(
     *,
-    session: AsyncSession,
+    sessions: SessionMaker,
     sender: Sender,
     event_filter: str | None,
     data: dict[str, Any] | None,
 ) -> PingReport:
-    """Send one signed `ping` to every endpoint concurrently; report per (event, url) pair."""
-    listed = await urls_by_event(session=session, event_filter=event_filter)
-    pairs = [(entry.event, url) for entry in listed for url in entry.urls]
-    endpoints = {
-        e.url: e
-        for e in (
-            await session.execute(select(Endpoint).where(Endpoint.url.in_({u for _, u in pairs})))
-        ).scalars()
-    }
+    """Send one signed `ping` to every endpoint concurrently; report per (event, url) pair.
+
+    It owns two short transactions instead of taking the request's: none may stay open while
+    receivers take up to the delivery timeout (on SQLite it would hold the write lock).
+    """
+    async with sessions.begin() as session:
+        listed = await urls_by_event(session=session, event_filter=event_filter)
+        pairs = [(entry.event, url) for entry in listed for url in entry.urls]
+        query = select(Endpoint).where(Endpoint.url.in_({u for _, u in pairs}))
+        targets = [_Target(e.id, e.url, e.secret) for e in (await session.execute(query)).scalars()]
     data = DEFAULT_PING_DATA if data is None else data
     event_id, created_at = new_id("evt"), utcnow()
     body = envelope.render(event_id=event_id, event=events.PING, created_at=created_at, data=data)
-    targets: Sequence[Endpoint] = list(endpoints.values())
     outcomes = await asyncio.gather(
-        *(sender.send(url=e.url, msg_id=event_id, body=body, secrets=(e.secret,)) for e in targets)
+        *(sender.send(url=t.url, msg_id=event_id, body=body, secrets=(t.secret,)) for t in targets)
     )
-    by_url = {e.url: o for e, o in zip(targets, outcomes, strict=True)}
-    await events.record_sent(
-        session=session,
-        event_id=event_id,
-        event=events.PING,
-        created_at=created_at,
-        data=data,
-        sent=[events.SentDirectly(e.id, o) for e, o in zip(targets, outcomes, strict=True)],
-    )
+    async with sessions.begin() as session:
+        await events.record_sent(
+            session=session,
+            event_id=event_id,
+            event=events.PING,
+            created_at=created_at,
+            data=data,
+            sent=[
+                events.SentDirectly(t.endpoint_id, o)
+                for t, o in zip(targets, outcomes, strict=True)
+            ],
+        )
     payload = {
         "id": event_id,
         "event": events.PING,
         "timestamp": envelope.timestamp(created_at),
         "data": data,
     }
+    by_url = {t.url: o for t, o in zip(targets, outcomes, strict=True)}
+    return _report(pairs, by_url, payload)
+
+
+def _report(
+    pairs: list[tuple[str, str]], by_url: dict[str, Outcome], payload: dict[str, Any]
+) -> PingReport:
+    """The original service's answer: one entry per (event, url) pair, split by outcome."""
     ok, failed = [], []
     for event, url in pairs:
         outcome = by_url[url]
