@@ -76,17 +76,24 @@ async def unregister(*, session: AsyncSession, event: str, url: str) -> None:
     if endpoint is None or subscription is None:
         raise NotFound(f"Webhook URL '{url}' not found for event '{event}'")
     await session.execute(delete(Subscription).where(Subscription.id == subscription.id))
-    pending_of_event = select(Event.id).where(Event.event == event)
-    if event == events.WILDCARD:
-        pending_of_event = select(Event.id)
+    # Cancel what is pending for events no remaining subscription of this URL covers.
+    remaining = set(
+        (
+            await session.execute(
+                select(Subscription.event).where(Subscription.endpoint_id == endpoint.id)
+            )
+        ).scalars()
+    )
+    if events.WILDCARD in remaining:
+        return
     await session.execute(
         update(Delivery)
         .where(
             Delivery.endpoint_id == endpoint.id,
             Delivery.status == "pending",
-            Delivery.event_id.in_(pending_of_event),
+            Delivery.event_id.in_(select(Event.id).where(Event.event.not_in(remaining))),
         )
-        .values(status="cancelled", finished_at=utcnow(), lease_owner=None, lease_until=None)
+        .values(status="cancelled", finished_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 
