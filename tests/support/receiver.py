@@ -1,6 +1,7 @@
 """A real webhook receiver on 127.0.0.1 for tests: records requests, answers from a script.
 
 receiver.script("/flaky", [500, 500, 200])   # answers in order, then the last one forever
+receiver.script("/big", [200], body="x" * 10_000, delay=0.5)  # this body, after half a second
 receiver.hang("/slow")                       # never answers (until the test ends)
 receiver.redirect("/moved", "/elsewhere")    # 307 to another path
 await receiver.wait_for(3, path="/flaky")
@@ -29,6 +30,8 @@ class Receiver:
         self._hanging: set[str] = set()
         self._redirects: dict[str, str] = {}
         self._headers: dict[str, dict[str, str]] = {}
+        self._bodies: dict[str, str] = {}
+        self._delays: dict[str, float] = {}
         self._arrived = asyncio.Condition()
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -54,10 +57,23 @@ class Receiver:
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def script(self, path: str, statuses: list[int], headers: dict[str, str] | None = None) -> None:
+    def script(
+        self,
+        path: str,
+        statuses: list[int],
+        headers: dict[str, str] | None = None,
+        *,
+        body: str | None = None,
+        delay: float = 0,
+    ) -> None:
+        """Answer `path` with these statuses in turn; `body` and `delay` change every answer."""
         self._scripts[path] = list(statuses)
         if headers:
             self._headers[path] = headers
+        if body is not None:
+            self._bodies[path] = body
+        if delay:
+            self._delays[path] = delay
 
     def hang(self, path: str) -> None:
         self._hanging.add(path)
@@ -93,6 +109,7 @@ class Receiver:
         status = 200
         if script:
             status = script.pop(0) if len(script) > 1 else script[0]
-        return web.Response(
-            status=status, text="ok" if status < 300 else "nope", headers=self._headers.get(path)
-        )
+        if path in self._delays:
+            await asyncio.sleep(self._delays[path])
+        text = self._bodies.get(path, "ok" if status < 300 else "nope")
+        return web.Response(status=status, text=text, headers=self._headers.get(path))

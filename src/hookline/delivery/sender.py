@@ -48,16 +48,20 @@ class Outcome:
 class Sender:
     """Posts signed webhooks; one instance (one connection pool) per process."""
 
-    def __init__(self, *, timeout: float, concurrency: int, per_endpoint: int) -> None:
+    def __init__(
+        self, *, timeout: float, concurrency: int, per_endpoint: int | None = None
+    ) -> None:
+        # `per_endpoint` is accepted for callers but not given to aiohttp as limit_per_host:
+        # that limit counts per host and port, so endpoints sharing one (paths on one server,
+        # a service receiving many customers' hooks) would queue behind each other's slow
+        # attempts. The worker caps attempts per endpoint itself.
+        del per_endpoint
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._concurrency = concurrency
-        self._per_endpoint = per_endpoint
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self._concurrency, limit_per_host=self._per_endpoint, ttl_dns_cache=60
-        )
+        connector = aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,

@@ -33,6 +33,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stopping = False
+        self._drained = False
         self.sent = 0
 
     def wake(self) -> None:
@@ -56,10 +57,17 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
         finally:
-            await self._drain()
-            flusher.cancel()
+            self._stopping = True
+            in_flight = await self._drain()
+            # The flusher is told to stop, never cancelled: a cancel mid-flush would drop the
+            # batch it holds.
+            self._drained = True
+            self._flush_now.set()
             await asyncio.gather(flusher, return_exceptions=True)
             await self._flush()
+            unrecorded = {item.delivery_id for item in self._finished}
+            # Recorded ones no longer hold our lease, so only the cancelled ones are released.
+            await self._release([i for i in in_flight if i not in unrecorded])
             log.info("worker %s stopped", self.owner)
 
     async def _claim_batch(self) -> bool:
@@ -91,7 +99,10 @@ class Worker:
             self._inflight[item.delivery_id] = task
         if over_cap:
             await self._release(over_cap)
-        return len(claimed) == free and not over_cap
+        # Over the cap means the claim was filled by one endpoint's backlog: claim again at once,
+        # now skipping it, so deliveries to other endpoints due after that backlog are not
+        # starved (every such round starts at least one attempt, so this ends).
+        return len(claimed) == free or bool(over_cap)
 
     async def _attempt(self, item: queue.Claimed) -> None:
         try:
@@ -129,7 +140,7 @@ class Worker:
         return queue.Finished(item.delivery_id, number, outcome.as_row(), status, next_at)
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._drained:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self._settings.result_flush_interval)
             self._flush_now.clear()
@@ -142,6 +153,11 @@ class Worker:
         try:
             async with self._sessionmaker.begin() as session:
                 await queue.complete(session, owner=self.owner, finished=batch)
+        except asyncio.CancelledError:
+            # Keep them: recording again is harmless, as complete() drops results whose
+            # lease was already given up by an earlier, committed record.
+            self._finished[:0] = batch
+            raise
         except Exception:
             # Keep them for the next flush; if that never comes the leases lapse and the
             # deliveries are sent again (at least once).
@@ -149,18 +165,20 @@ class Worker:
             self._finished[:0] = batch
             await asyncio.sleep(self._settings.poll_interval)
 
-    async def _drain(self) -> None:
-        """Let in-flight attempts finish (each is bounded by the timeout), release the rest."""
+    async def _drain(self) -> list[str]:
+        """Let in-flight attempts finish (each is bounded by the timeout), cancel stragglers.
+
+        Returns the ids of every delivery that was in flight.
+        """
         if not self._inflight:
-            return
+            return []
         tasks = list(self._inflight.values())
         ids = list(self._inflight)
         _, pending = await asyncio.wait(tasks, timeout=self._settings.delivery_timeout + 1)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        recorded = {item.delivery_id for item in self._finished}
-        await self._release([i for i in ids if i not in recorded])
+        return ids
 
     async def _release(self, delivery_ids: list[str]) -> None:
         try:

@@ -1,0 +1,150 @@
+"""DESIGN "The delivery engine": leases recover dead workers, and a lost lease cannot write."""
+
+import asyncio
+import time
+
+from hookline.config import Settings
+from hookline.db import SessionMaker
+from hookline.delivery import queue
+from hookline.delivery.sender import Outcome
+from hookline.models import utcnow
+from tests.delivery.helpers import (
+    attempts_of,
+    delivery,
+    only_delivery,
+    register_user,
+    subscribe,
+    worker_running,
+)
+from tests.support.app import running_app
+from tests.support.receiver import Receiver
+
+DEAD_LEASE = 1.0
+
+
+async def claim(
+    sessionmaker: SessionMaker, owner: str, *, lease_seconds: float, limit: int = 10
+) -> list[queue.Claimed]:
+    async with sessionmaker.begin() as session:
+        return await queue.claim(session, owner=owner, limit=limit, lease_seconds=lease_seconds)
+
+
+def answered(item: queue.Claimed, status: str) -> queue.Finished:
+    """A first attempt that got a 200, as its sender would hand it to complete()."""
+    outcome = Outcome(started_at=utcnow(), duration_ms=3, status_code=200, response_body="ok")
+    return queue.Finished(item.delivery_id, item.attempts_made + 1, outcome.as_row(), status, None)
+
+
+async def test_delivery_held_by_dead_worker_is_sent_once_its_lease_lapses(
+    settings: Settings, receiver: Receiver
+) -> None:
+    async with running_app(settings) as running:
+        sessionmaker = running.app.state.sessionmaker
+        endpoint = await subscribe(running.client, receiver.url("/hook"))
+        await register_user(running.client, "alice")
+        claimed_at = time.monotonic()
+        [held] = await claim(sessionmaker, "dead-worker", lease_seconds=DEAD_LEASE)
+        # "dead-worker" never completes; a live worker starts beside it.
+        async with worker_running(running):
+            await receiver.wait_for(1, path="/hook", timeout=DEAD_LEASE + 5)
+            done = await only_delivery(sessionmaker, endpoint["id"], status="succeeded")
+        attempts = await attempts_of(sessionmaker, done.id)
+
+    assert done.id == held.delivery_id
+    waited = receiver.at("/hook")[0].at - claimed_at
+    assert DEAD_LEASE - 0.05 <= waited < DEAD_LEASE + 2
+    assert [(a.number, a.status_code) for a in attempts] == [(1, 200)]
+    assert done.lease_owner is None
+    assert len(receiver.at("/hook")) == 1
+
+
+async def test_worker_that_lost_its_lease_cannot_overwrite_the_new_holder(
+    settings: Settings, receiver: Receiver
+) -> None:
+    async with running_app(settings) as running:
+        sessionmaker = running.app.state.sessionmaker
+        await subscribe(running.client, receiver.url("/hook"))
+        await register_user(running.client, "alice")
+        [stale] = await claim(sessionmaker, "slow-worker", lease_seconds=0.05)
+        await asyncio.sleep(0.1)
+        [fresh] = await claim(sessionmaker, "new-worker", lease_seconds=30)
+        assert fresh.delivery_id == stale.delivery_id
+
+        async with sessionmaker.begin() as session:
+            late = [answered(stale, queue.SUCCEEDED)]
+            recorded = await queue.complete(session, owner="slow-worker", finished=late)
+            await queue.release(session, owner="slow-worker", delivery_ids=[stale.delivery_id])
+        untouched = await delivery(sessionmaker, stale.delivery_id)
+        attempts_after_late = await attempts_of(sessionmaker, stale.delivery_id)
+
+        async with sessionmaker.begin() as session:
+            mine = [answered(fresh, queue.SUCCEEDED)]
+            recorded_by_holder = await queue.complete(session, owner="new-worker", finished=mine)
+        done = await delivery(sessionmaker, fresh.delivery_id)
+
+    assert recorded == 0
+    assert attempts_after_late == []
+    assert untouched.status == queue.PENDING
+    assert untouched.attempts_made == 0
+    assert untouched.finished_at is None
+    assert untouched.lease_owner == "new-worker"
+    assert untouched.lease_until is not None and untouched.lease_until > utcnow()
+    assert recorded_by_holder == 1
+    assert (done.status, done.attempts_made, done.lease_owner) == (queue.SUCCEEDED, 1, None)
+
+
+async def test_concurrent_claims_never_return_the_same_delivery(
+    settings: Settings, receiver: Receiver
+) -> None:
+    claimers, per_claim = 4, 12
+    async with running_app(settings) as running:
+        sessionmaker = running.app.state.sessionmaker
+        for n in range(3):
+            await subscribe(running.client, receiver.url(f"/hook{n}"))
+        for n in range(10):
+            await register_user(running.client, f"user{n}")
+
+        async def claim_and_hold(owner: str) -> list[str]:
+            async with sessionmaker.begin() as session:
+                claimed = await queue.claim(session, owner=owner, limit=per_claim, lease_seconds=30)
+                # Hold the transaction (and its row locks) while the others claim.
+                await asyncio.sleep(0.1)
+            return [item.delivery_id for item in claimed]
+
+        owners = [f"worker-{n}" for n in range(claimers)]
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(*(claim_and_hold(owner) for owner in owners))
+        owners_now = {
+            delivery_id: (await delivery(sessionmaker, delivery_id)).lease_owner
+            for claimed in results
+            for delivery_id in claimed
+        }
+
+    claimed_ids = [delivery_id for claimed in results for delivery_id in claimed]
+    assert len(claimed_ids) == len(set(claimed_ids)) == 30
+    for owner, claimed in zip(owners, results, strict=True):
+        assert all(owners_now[delivery_id] == owner for delivery_id in claimed)
+
+
+async def test_claim_takes_other_rows_while_another_claim_holds_its_own(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """On PostgreSQL (SKIP LOCKED) the second claim does not wait; SQLite has one writer."""
+    async with running_app(settings) as running:
+        sessionmaker = running.app.state.sessionmaker
+        await subscribe(running.client, receiver.url("/hook"))
+        for n in range(10):
+            await register_user(running.client, f"user{n}")
+        async with sessionmaker.begin() as session:
+            first = await queue.claim(session, owner="first", limit=5, lease_seconds=30)
+            second_claim = asyncio.create_task(claim(sessionmaker, "second", lease_seconds=30))
+            done, _ = await asyncio.wait([second_claim], timeout=0.5)
+            answered_while_held = bool(done)
+        async with asyncio.timeout(5):
+            second = await second_claim
+
+    assert answered_while_held is not settings.is_sqlite
+    first_ids = {item.delivery_id for item in first}
+    second_ids = {item.delivery_id for item in second}
+    assert len(first_ids) == len(second_ids) == 5
+    assert not first_ids & second_ids
