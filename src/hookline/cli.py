@@ -72,7 +72,6 @@ async def _run_worker(settings: Settings) -> None:
     sender = Sender(
         timeout=settings.delivery_timeout,
         concurrency=settings.worker_concurrency,
-        per_endpoint=settings.worker_per_endpoint,
     )
     await sender.start()
     worker = Worker(settings=settings, sessionmaker=create_sessionmaker(engine), sender=sender)

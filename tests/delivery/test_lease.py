@@ -148,3 +148,70 @@ async def test_claim_takes_other_rows_while_another_claim_holds_its_own(
     second_ids = {item.delivery_id for item in second}
     assert len(first_ids) == len(second_ids) == 5
     assert not first_ids & second_ids
+
+
+async def test_delivery_cancelled_while_in_flight_records_its_attempt_and_stays_cancelled(
+    settings: Settings, receiver: Receiver
+) -> None:
+    async with running_app(settings) as running:
+        sessionmaker = running.app.state.sessionmaker
+        url = receiver.url("/hook")
+        await subscribe(running.client, url)
+        await register_user(running.client, "alice")
+        [in_flight] = await claim(sessionmaker, "worker", lease_seconds=30)
+        removed = await running.client.request(
+            "DELETE", "/webhook", json={"event": "user_registered", "url": url}
+        )
+        assert removed.status_code == 204
+
+        failed_once = Outcome(
+            started_at=utcnow(), duration_ms=3, status_code=500, error_kind="http_status"
+        )
+        retry_at = utcnow()
+        async with sessionmaker.begin() as session:
+            recorded = await queue.complete(
+                session,
+                owner="worker",
+                finished=[
+                    queue.Finished(
+                        in_flight.delivery_id, 1, failed_once.as_row(), queue.PENDING, retry_at
+                    )
+                ],
+            )
+        after = await delivery(sessionmaker, in_flight.delivery_id)
+        attempts = await attempts_of(sessionmaker, in_flight.delivery_id)
+
+    assert recorded == 1
+    assert [(a.number, a.status_code) for a in attempts] == [(1, 500)]
+    assert (after.status, after.attempts_made, after.lease_owner) == ("cancelled", 1, None)
+    assert after.next_attempt_at is None
+    assert after.finished_at is not None
+
+
+async def test_claim_takes_at_most_the_cap_per_endpoint_and_fills_up_from_others(
+    settings: Settings, receiver: Receiver
+) -> None:
+    async with running_app(settings) as running:
+        sessionmaker = running.app.state.sessionmaker
+        busy = await subscribe(running.client, receiver.url("/busy"))
+        for n in range(20):
+            await register_user(running.client, f"user{n}")
+        quiet = await subscribe(running.client, receiver.url("/quiet"))
+        await register_user(running.client, "late")
+        async with sessionmaker.begin() as session:
+            claimed = await queue.claim(
+                session, owner="w", limit=5, lease_seconds=30, per_endpoint=2
+            )
+        async with sessionmaker.begin() as session:
+            skipping = await queue.claim(
+                session,
+                owner="w",
+                limit=5,
+                lease_seconds=30,
+                per_endpoint=2,
+                skip_endpoints=[busy["id"]],
+            )
+
+    by_endpoint = [c.endpoint_id for c in claimed]
+    assert by_endpoint.count(busy["id"]) == 2
+    assert [c.endpoint_id for c in skipping] == [quiet["id"]]

@@ -34,7 +34,6 @@ def create_app(settings: Settings, *, run_worker: bool = False, migrate_db: bool
         sender = Sender(
             timeout=settings.delivery_timeout,
             concurrency=settings.worker_concurrency,
-            per_endpoint=settings.worker_per_endpoint,
         )
         await sender.start()
         worker = None

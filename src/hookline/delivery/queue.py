@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import case, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hookline.models import Attempt, Delivery, Endpoint, Event, utcnow
+from hookline.models import Attempt, Delivery, Endpoint, Event, UTCDateTime, utcnow
 
 PENDING, SUCCEEDED, FAILED, CANCELLED = "pending", "succeeded", "failed", "cancelled"
 
@@ -43,33 +43,52 @@ class Finished:
     next_attempt_at: datetime | None
 
 
+# A claim looks at this many times `limit` of the oldest due rows to pick from, so that a
+# per-endpoint cap still fills the claim from other endpoints without scanning the backlog.
+CANDIDATES_PER_SLOT = 4
+
+
 async def claim(
     session: AsyncSession,
     *,
     owner: str,
     limit: int,
     lease_seconds: float,
+    per_endpoint: int | None = None,
     skip_endpoints: Collection[str] = (),
 ) -> list[Claimed]:
-    """Lease up to `limit` due deliveries (a lapsed lease counts as due) to `owner`."""
+    """Lease up to `limit` due deliveries (a lapsed lease counts as due) to `owner`.
+
+    At most `per_endpoint` of them go to one endpoint, and none to `skip_endpoints`.
+    """
     now = utcnow()
     due = (
-        select(Delivery.id)
+        select(Delivery.id, Delivery.endpoint_id, Delivery.next_attempt_at)
         .where(
             Delivery.status == PENDING,
             Delivery.next_attempt_at <= now,
             or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
         )
         .order_by(Delivery.next_attempt_at)
-        .limit(limit)
+        .limit(limit if per_endpoint is None else limit * CANDIDATES_PER_SLOT)
     )
     if skip_endpoints:
         due = due.where(Delivery.endpoint_id.not_in(list(skip_endpoints)))
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    candidates = due.subquery("candidates")
+    rank = func.row_number().over(
+        partition_by=candidates.c.endpoint_id, order_by=candidates.c.next_attempt_at
+    )
+    ranked = select(candidates.c.id, candidates.c.next_attempt_at, rank.label("rank")).subquery(
+        "ranked"
+    )
+    chosen = select(ranked.c.id).order_by(ranked.c.next_attempt_at).limit(limit)
+    if per_endpoint is not None:
+        chosen = chosen.where(ranked.c.rank <= per_endpoint)
     leased = await session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(due))
+        .where(Delivery.id.in_(chosen))
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
@@ -114,18 +133,22 @@ async def complete(session: AsyncSession, *, owner: str, finished: Sequence[Fini
     late result is dropped (the new holder sends again: at least once).
     """
     now = utcnow()
+    # A delivery cancelled while its attempt was in flight records the attempt but stays
+    # cancelled.
+    still_pending = Delivery.status == PENDING
     attempts = []
     for item in finished:
+        done = None if item.status == PENDING else now
         held = await session.execute(
             update(Delivery)
             .where(Delivery.id == item.delivery_id, Delivery.lease_owner == owner)
             .values(
-                status=item.status,
+                status=case((still_pending, item.status), else_=Delivery.status),
                 attempts_made=item.number,
-                next_attempt_at=item.next_attempt_at,
+                next_attempt_at=case((still_pending, _moment(item.next_attempt_at)), else_=None),
                 lease_owner=None,
                 lease_until=None,
-                finished_at=None if item.status == PENDING else now,
+                finished_at=case((still_pending, _moment(done)), else_=Delivery.finished_at),
             )
             .returning(Delivery.id)
             .execution_options(synchronize_session=False)
@@ -149,3 +172,8 @@ async def release(session: AsyncSession, *, owner: str, delivery_ids: Collection
         .values(lease_owner=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def _moment(value: datetime | None) -> Any:
+    """A datetime parameter typed as such inside CASE (PostgreSQL would take it for text)."""
+    return literal(value, UTCDateTime())

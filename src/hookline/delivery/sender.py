@@ -48,14 +48,10 @@ class Outcome:
 class Sender:
     """Posts signed webhooks; one instance (one connection pool) per process."""
 
-    def __init__(
-        self, *, timeout: float, concurrency: int, per_endpoint: int | None = None
-    ) -> None:
-        # `per_endpoint` is accepted for callers but not given to aiohttp as limit_per_host:
-        # that limit counts per host and port, so endpoints sharing one (paths on one server,
-        # a service receiving many customers' hooks) would queue behind each other's slow
-        # attempts. The worker caps attempts per endpoint itself.
-        del per_endpoint
+    def __init__(self, *, timeout: float, concurrency: int) -> None:
+        # No limit_per_host: aiohttp counts it per host and port, so endpoints sharing one
+        # (paths on one server) would queue behind each other's slow attempts. The worker
+        # caps attempts per endpoint itself.
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None

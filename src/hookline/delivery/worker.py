@@ -84,6 +84,7 @@ class Worker:
                     owner=self.owner,
                     limit=free,
                     lease_seconds=self._settings.lease_seconds,
+                    per_endpoint=cap,
                     skip_endpoints=busy,
                 )
         except Exception:
@@ -99,10 +100,11 @@ class Worker:
             self._inflight[item.delivery_id] = task
         if over_cap:
             await self._release(over_cap)
-        # Over the cap means the claim was filled by one endpoint's backlog: claim again at once,
-        # now skipping it, so deliveries to other endpoints due after that backlog are not
-        # starved (every such round starts at least one attempt, so this ends).
-        return len(claimed) == free or bool(over_cap)
+        # An endpoint that reached its cap may have hidden deliveries to other endpoints due
+        # after its backlog: claim again at once, now skipping it (each such round starts at
+        # least one attempt or claims nothing, so this ends).
+        capped = any(self._per_endpoint[item.endpoint_id] >= cap for item in claimed)
+        return len(claimed) == free or capped
 
     async def _attempt(self, item: queue.Claimed) -> None:
         try:
