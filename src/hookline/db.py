@@ -20,7 +20,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, pool_size=settings.db_pool_size, connect_args={"timeout": 30}
+            # One connection: SQLite has one writer, and queueing for the pool in asyncio is far
+            # cheaper than SQLite's busy handler, which sleeps in steps of milliseconds.
+            url,
+            pool_size=1,
+            max_overflow=0,
+            connect_args={"timeout": 30},
         )
         _configure_sqlite(engine)
         return engine
