@@ -7,9 +7,22 @@ SQLite claims with one UPDATE ... RETURNING inside a write (BEGIN IMMEDIATE) tra
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hookline.models import Attempt, Delivery, Endpoint, Event, UTCDateTime, utcnow
@@ -47,21 +60,15 @@ class Finished:
 # per-endpoint cap still fills the claim from other endpoints without scanning the backlog.
 CANDIDATES_PER_SLOT = 4
 
+# The statements below are built once (per dialect) with bound parameters: building SQLAlchemy
+# expressions costs more than running them, and these run for every batch the worker handles.
+_deliveries = cast(Table, Delivery.__table__)
+_attempts = cast(Table, Attempt.__table__)
 
-async def claim(
-    session: AsyncSession,
-    *,
-    owner: str,
-    limit: int,
-    lease_seconds: float,
-    per_endpoint: int | None = None,
-    skip_endpoints: Collection[str] = (),
-) -> list[Claimed]:
-    """Lease up to `limit` due deliveries (a lapsed lease counts as due) to `owner`.
 
-    At most `per_endpoint` of them go to one endpoint, and none to `skip_endpoints`.
-    """
-    now = utcnow()
+@cache
+def _lease_due(postgres: bool, skipping: bool) -> Update:
+    now = bindparam("now", type_=UTCDateTime())
     due = (
         select(Delivery.id, Delivery.endpoint_id, Delivery.next_attempt_at)
         .where(
@@ -70,11 +77,11 @@ async def claim(
             or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
         )
         .order_by(Delivery.next_attempt_at)
-        .limit(limit if per_endpoint is None else limit * CANDIDATES_PER_SLOT)
+        .limit(bindparam("candidates"))
     )
-    if skip_endpoints:
-        due = due.where(Delivery.endpoint_id.not_in(list(skip_endpoints)))
-    if session.get_bind().dialect.name == "postgresql":
+    if skipping:
+        due = due.where(Delivery.endpoint_id.not_in(bindparam("skip", expanding=True)))
+    if postgres:
         due = due.with_for_update(skip_locked=True)
     candidates = due.subquery("candidates")
     rank = func.row_number().over(
@@ -83,20 +90,26 @@ async def claim(
     ranked = select(candidates.c.id, candidates.c.next_attempt_at, rank.label("rank")).subquery(
         "ranked"
     )
-    chosen = select(ranked.c.id).order_by(ranked.c.next_attempt_at).limit(limit)
-    if per_endpoint is not None:
-        chosen = chosen.where(ranked.c.rank <= per_endpoint)
-    leased = await session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(chosen))
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
-        .returning(Delivery.id)
-        .execution_options(synchronize_session=False)
+    chosen = (
+        select(ranked.c.id)
+        .where(ranked.c.rank <= bindparam("per_endpoint"))
+        .order_by(ranked.c.next_attempt_at)
+        .limit(bindparam("limit"))
     )
-    ids = leased.scalars().all()
-    if not ids:
-        return []
-    rows = await session.execute(
+    return (
+        update(_deliveries)
+        .where(_deliveries.c.id.in_(chosen))
+        .values(
+            lease_owner=bindparam("owner"),
+            lease_until=bindparam("until", type_=UTCDateTime()),
+        )
+        .returning(_deliveries.c.id)
+    )
+
+
+@cache
+def _claimed_rows() -> Select[Any]:
+    return (
         select(
             Delivery.id,
             Delivery.attempts_made,
@@ -112,9 +125,41 @@ async def claim(
         )
         .join(Event, Event.id == Delivery.event_id)
         .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
-        .where(Delivery.id.in_(ids))
+        .where(Delivery.id.in_(bindparam("ids", expanding=True)))
         .order_by(Delivery.next_attempt_at)
     )
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    per_endpoint: int | None = None,
+    skip_endpoints: Collection[str] = (),
+) -> list[Claimed]:
+    """Lease up to `limit` due deliveries (a lapsed lease counts as due) to `owner`.
+
+    At most `per_endpoint` of them go to one endpoint, and none to `skip_endpoints`.
+    """
+    now = utcnow()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    params: dict[str, Any] = {
+        "now": now,
+        "until": now + timedelta(seconds=lease_seconds),
+        "owner": owner,
+        "limit": limit,
+        "per_endpoint": limit if per_endpoint is None else per_endpoint,
+        "candidates": limit if per_endpoint is None else limit * CANDIDATES_PER_SLOT,
+    }
+    if skip_endpoints:
+        params["skip"] = list(skip_endpoints)
+    leased = await session.execute(_lease_due(postgres, bool(skip_endpoints)), params)
+    ids = leased.scalars().all()
+    if not ids:
+        return []
+    rows = await session.execute(_claimed_rows(), {"ids": list(ids)})
     claimed = []
     for row in rows:
         secrets: tuple[str, ...] = (row[8],)
@@ -126,54 +171,93 @@ async def claim(
     return claimed
 
 
+@cache
+def _held(postgres: bool) -> Select[Any]:
+    held = select(_deliveries.c.id).where(
+        _deliveries.c.id.in_(bindparam("ids", expanding=True)),
+        _deliveries.c.lease_owner == bindparam("owner"),
+    )
+    # Lock them, so that no lease can lapse and be re-claimed between this and the update.
+    return held.with_for_update() if postgres else held
+
+
+@cache
+def _finish() -> Update:
+    # A delivery cancelled while its attempt was in flight records the attempt but stays
+    # cancelled.
+    still_pending = _deliveries.c.status == PENDING
+    return (
+        update(_deliveries)
+        .where(_deliveries.c.id == bindparam("b_id"))
+        .values(
+            status=case((still_pending, bindparam("b_status")), else_=_deliveries.c.status),
+            attempts_made=bindparam("b_number"),
+            next_attempt_at=case(
+                (still_pending, bindparam("b_next", type_=UTCDateTime())), else_=None
+            ),
+            lease_owner=None,
+            lease_until=None,
+            finished_at=case(
+                (still_pending, bindparam("b_done", type_=UTCDateTime())),
+                else_=_deliveries.c.finished_at,
+            ),
+        )
+    )
+
+
+@cache
+def _record() -> Insert:
+    return insert(_attempts)
+
+
 async def complete(session: AsyncSession, *, owner: str, finished: Sequence[Finished]) -> int:
     """Record attempts whose lease `owner` still holds; return how many were recorded.
 
     A worker whose lease lapsed and was taken over must not overwrite the newer result, so its
     late result is dropped (the new holder sends again: at least once).
     """
+    if not finished:
+        return 0
+    postgres = session.get_bind().dialect.name == "postgresql"
+    ids = [item.delivery_id for item in finished]
+    held = set((await session.execute(_held(postgres), {"ids": ids, "owner": owner})).scalars())
+    mine = [item for item in finished if item.delivery_id in held]
+    if not mine:
+        return 0
     now = utcnow()
-    # A delivery cancelled while its attempt was in flight records the attempt but stays
-    # cancelled.
-    still_pending = Delivery.status == PENDING
-    attempts = []
-    for item in finished:
-        done = None if item.status == PENDING else now
-        held = await session.execute(
-            update(Delivery)
-            .where(Delivery.id == item.delivery_id, Delivery.lease_owner == owner)
-            .values(
-                status=case((still_pending, item.status), else_=Delivery.status),
-                attempts_made=item.number,
-                next_attempt_at=case((still_pending, _moment(item.next_attempt_at)), else_=None),
-                lease_owner=None,
-                lease_until=None,
-                finished_at=case((still_pending, _moment(done)), else_=Delivery.finished_at),
-            )
-            .returning(Delivery.id)
-            .execution_options(synchronize_session=False)
+    await session.execute(
+        _finish(),
+        [
+            {
+                "b_id": item.delivery_id,
+                "b_status": item.status,
+                "b_number": item.number,
+                "b_next": item.next_attempt_at,
+                "b_done": None if item.status == PENDING else now,
+            }
+            for item in mine
+        ],
+    )
+    await session.execute(
+        _record(),
+        [{"delivery_id": item.delivery_id, "number": item.number, **item.attempt} for item in mine],
+    )
+    return len(mine)
+
+
+@cache
+def _release() -> Update:
+    return (
+        update(_deliveries)
+        .where(
+            _deliveries.c.id.in_(bindparam("ids", expanding=True)),
+            _deliveries.c.lease_owner == bindparam("owner"),
         )
-        if held.first() is not None:
-            attempts.append(
-                {"delivery_id": item.delivery_id, "number": item.number, **item.attempt}
-            )
-    if attempts:
-        await session.execute(insert(Attempt), attempts)
-    return len(attempts)
+        .values(lease_owner=None, lease_until=None)
+    )
 
 
 async def release(session: AsyncSession, *, owner: str, delivery_ids: Collection[str]) -> None:
     """Give leases back unsent, so any worker may claim them at once."""
-    if not delivery_ids:
-        return
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(list(delivery_ids)), Delivery.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _moment(value: datetime | None) -> Any:
-    """A datetime parameter typed as such inside CASE (PostgreSQL would take it for text)."""
-    return literal(value, UTCDateTime())
+    if delivery_ids:
+        await session.execute(_release(), {"ids": list(delivery_ids), "owner": owner})

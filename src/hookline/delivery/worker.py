@@ -33,6 +33,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stopping = False
+        self._claim_at = max(1, settings.worker_concurrency // 8)
+        self._top_up = (settings.worker_per_endpoint + 1) // 2
         self._drained = False
         self.sent = 0
 
@@ -71,12 +73,17 @@ class Worker:
             log.info("worker %s stopped", self.owner)
 
     async def _claim_batch(self) -> bool:
-        """Claim as many deliveries as there are free slots; True if every slot was filled."""
+        """Claim as many deliveries as there are free slots; True if another claim may find more.
+
+        An endpoint is topped up only when at least `self._top_up` of its slots are free, and
+        by at most that many, so a claim never exceeds the per-endpoint cap and nothing claimed
+        has to be given back.
+        """
         free = self._settings.worker_concurrency - len(self._inflight)
         if free <= 0:
             return False
-        cap = self._settings.worker_per_endpoint
-        busy = [endpoint for endpoint, n in self._per_endpoint.items() if n >= cap]
+        full_above = self._settings.worker_per_endpoint - self._top_up
+        busy = [endpoint for endpoint, n in self._per_endpoint.items() if n > full_above]
         try:
             async with self._sessionmaker.begin() as session:
                 claimed = await queue.claim(
@@ -84,27 +91,20 @@ class Worker:
                     owner=self.owner,
                     limit=free,
                     lease_seconds=self._settings.lease_seconds,
-                    per_endpoint=cap,
+                    per_endpoint=self._top_up,
                     skip_endpoints=busy,
                 )
         except Exception:
             log.exception("claiming deliveries failed; retrying after the poll interval")
             return False
-        over_cap = []
         for item in claimed:
-            if self._per_endpoint[item.endpoint_id] >= cap:
-                over_cap.append(item.delivery_id)
-                continue
             self._per_endpoint[item.endpoint_id] += 1
-            task = asyncio.create_task(self._attempt(item))
-            self._inflight[item.delivery_id] = task
-        if over_cap:
-            await self._release(over_cap)
-        # An endpoint that reached its cap may have hidden deliveries to other endpoints due
-        # after its backlog: claim again at once, now skipping it (each such round starts at
-        # least one attempt or claims nothing, so this ends).
-        capped = any(self._per_endpoint[item.endpoint_id] >= cap for item in claimed)
-        return len(claimed) == free or capped
+            self._inflight[item.delivery_id] = asyncio.create_task(self._attempt(item))
+        # An endpoint that got all a claim gives one may have more due, and may have hidden
+        # deliveries to other endpoints due after its backlog: claim again at once (it is
+        # skipped once full; each round starts an attempt or claims nothing, so this ends).
+        per_endpoint = Counter(item.endpoint_id for item in claimed)
+        return len(claimed) == free or any(n >= self._top_up for n in per_endpoint.values())
 
     async def _attempt(self, item: queue.Claimed) -> None:
         try:
@@ -126,7 +126,10 @@ class Worker:
             self._per_endpoint[item.endpoint_id] -= 1
             if self._per_endpoint[item.endpoint_id] <= 0:
                 del self._per_endpoint[item.endpoint_id]
-            self._wake.set()
+            # Claim again once a useful number of slots is free, not for every single one:
+            # a claim costs about as much as several sends.
+            if self._settings.worker_concurrency - len(self._inflight) >= self._claim_at:
+                self._wake.set()
 
     def _decide(self, item: queue.Claimed, outcome: Outcome) -> queue.Finished:
         number = item.attempts_made + 1
