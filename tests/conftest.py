@@ -77,6 +77,13 @@ def _truncate_postgres(url: str) -> None:
     asyncio.run(run())
 
 
+@pytest.fixture
+def empty_postgres(postgres_database: str) -> str:
+    """The session's PostgreSQL database, emptied: for tests that only make sense there."""
+    _truncate_postgres(postgres_database)
+    return postgres_database
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database: a new SQLite file, or the session's PostgreSQL database truncated."""

@@ -1,0 +1,88 @@
+"""`hookline api` and `hookline worker` as separate real processes on one PostgreSQL.
+
+CONTRACT §1: the two roles apart, for scale-out; a plain `postgresql://` URL works. The worker
+stops on SIGTERM by finishing the attempt in flight and recording it, then exits 0.
+"""
+
+import time
+
+import asyncpg
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import _pg_dsn
+from tests.support.process import ServeProcess, clean_environ, free_port
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.e2e
+
+
+def role_env(database_url: str, port: int) -> dict[str, str]:
+    return clean_environ(
+        HOOKLINE_DATABASE_URL=database_url,
+        HOOKLINE_PORT=str(port),
+        HOOKLINE_ALLOW_PRIVATE_NETWORKS="true",
+        HOOKLINE_DELIVERY_TIMEOUT="5",
+        HOOKLINE_LEASE_SECONDS="10",
+        HOOKLINE_POLL_INTERVAL="0.2",
+        HOOKLINE_RETRY_SCHEDULE="0.5,1",
+    )
+
+
+async def delivery_rows(database_url: str) -> list[tuple[str, int, int]]:
+    conn = await asyncpg.connect(_pg_dsn(database_url))
+    try:
+        rows = await conn.fetch(
+            "SELECT d.status, d.attempts_made, count(a.id) FROM deliveries d"
+            " LEFT JOIN attempts a ON a.delivery_id = d.id"
+            " JOIN events e ON e.id = d.event_id WHERE e.event <> 'ping'"
+            " GROUP BY d.id, d.status, d.attempts_made ORDER BY d.id"
+        )
+    finally:
+        await conn.close()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def test_api_and_worker_processes_deliver_and_stop_cleanly(
+    empty_postgres: str, tmp_path, receiver: Receiver
+) -> None:
+    port = free_port()
+    env = role_env(empty_postgres, port)
+    receiver.script("/slow", [200], delay=1.0)
+    with (
+        ServeProcess(tmp_path, env=env, port=port, command="api") as api,
+        ServeProcess(tmp_path, env=env, port=port, command="worker") as worker,
+    ):
+        await api.start()
+        worker.spawn()
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=10) as client:
+            hook = await client.post(
+                "/webhook", json={"event": "user_registered", "url": receiver.url("/hook")}
+            )
+            assert hook.status_code == 201, hook.text
+            created = await client.post("/users", json={"username": "Alice"})
+            assert created.status_code == 201, created.text
+
+            await receiver.wait_for(1, path="/hook", timeout=15)
+            [got] = receiver.at("/hook")
+            Webhook(hook.json()["secret"]).verify(got.body, got.headers)
+            assert got.headers["webhook-id"].startswith("evt_")
+
+            slow = await client.post(
+                "/webhook", json={"event": "user_registered", "url": receiver.url("/slow")}
+            )
+            assert slow.status_code == 201, slow.text
+            assert (await client.post("/users", json={"username": "bob"})).status_code == 201
+            await receiver.wait_for(1, path="/slow", timeout=15)  # now in flight
+
+            stopping = time.monotonic()
+            assert await worker.terminate(timeout=15) == 0
+            stopped_after = time.monotonic() - stopping
+            assert await api.terminate(timeout=15) == 0
+
+    statuses = await delivery_rows(empty_postgres)
+    # alice -> /hook, bob -> /hook and /slow: every one finished, one attempt each, the slow
+    # attempt that was in flight at SIGTERM included (finished, not abandoned).
+    assert statuses == [("succeeded", 1, 1)] * 3
+    assert stopped_after < 5
