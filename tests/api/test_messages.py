@@ -1,11 +1,10 @@
 """POST /users/messages and GET /users/messages (CONTRACT §4)."""
 
-import re
 from datetime import datetime
 
 import pytest
 
-LINK_NEXT = re.compile(r'^<(?P<url>[^>]+)>;\s*rel="next"$')
+from tests.support.links import next_link
 
 
 @pytest.fixture
@@ -24,15 +23,6 @@ async def send(client, **fields):
     response = await client.post("/users/messages", json=message(**fields))
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def next_link(response):
-    header = response.headers.get("link")
-    if header is None:
-        return None
-    match = LINK_NEXT.match(header)
-    assert match, f"not an RFC 8288 next link: {header!r}"
-    return match["url"]
 
 
 async def test_sending_answers_201_with_the_stored_message(api, users):

@@ -1,28 +1,17 @@
 """POST /users and GET /users (CONTRACT §4): registration, its errors, keyset pagination."""
 
 import asyncio
-import re
 from datetime import datetime
 
 import pytest
 
-LINK_NEXT = re.compile(r'^<(?P<url>[^>]+)>;\s*rel="next"$')
+from tests.support.links import next_link
 
 
 async def register(client, username):
     response = await client.post("/users", json={"username": username})
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def next_link(response):
-    """The URL of the page after this one, or None on the last page."""
-    header = response.headers.get("link")
-    if header is None:
-        return None
-    match = LINK_NEXT.match(header)
-    assert match, f"not an RFC 8288 next link: {header!r}"
-    return match["url"]
 
 
 async def walk_pages(client, url):
