@@ -1,6 +1,5 @@
 """One delivery attempt: a signed POST through a shared aiohttp session, redirects not followed."""
 
-import asyncio
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -111,8 +110,6 @@ class Sender:
             return finish(error_kind="invalid_url", error=_describe(exc))
         except (aiohttp.ClientError, OSError) as exc:
             return finish(error_kind="connection_error", error=_describe(exc))
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # a bug must not kill the worker; the attempt records it
             return finish(error_kind="internal_error", error=_describe(exc))
 

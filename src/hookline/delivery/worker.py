@@ -36,7 +36,6 @@ class Worker:
         self._claim_at = max(1, settings.worker_concurrency // 8)
         self._top_up = (settings.worker_per_endpoint + 1) // 2
         self._drained = False
-        self.sent = 0
 
     def wake(self) -> None:
         """Look for due deliveries now (called after a commit that published events)."""
@@ -67,8 +66,9 @@ class Worker:
             self._flush_now.set()
             await asyncio.gather(flusher, return_exceptions=True)
             await self._flush()
+            # Give back the leases of attempts cut short. Recorded ones hold no lease any more;
+            # ones whose record failed keep theirs, to lapse and be sent again.
             unrecorded = {item.delivery_id for item in self._finished}
-            # Recorded ones no longer hold our lease, so only the cancelled ones are released.
             await self._release([i for i in in_flight if i not in unrecorded])
             log.info("worker %s stopped", self.owner)
 
@@ -118,7 +118,6 @@ class Worker:
                 url=item.url, msg_id=item.event_id, body=body, secrets=item.secrets
             )
             self._finished.append(self._decide(item, outcome))
-            self.sent += 1
             if len(self._finished) >= self._settings.result_batch_size:
                 self._flush_now.set()
         finally:
