@@ -111,12 +111,15 @@ async def hookline_worker(data_dir: Path, url: str, base: str, count: int, cap: 
     async with aiohttp.ClientSession() as session:
         before = await sink_count(session, base)
         started = time.perf_counter()
+        cpu_started = time.process_time()
         task = asyncio.create_task(worker.run())
         while await sink_count(session, base) - before < count:
             if time.perf_counter() - started > 300:
                 raise RuntimeError("worker did not drain the queue within 300 s")
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+    print(f"worker phase: {elapsed:.2f} s wall, {cpu:.2f} s CPU in this process")
     worker.stop()
     await task
     await sender.close()
