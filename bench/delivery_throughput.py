@@ -1,11 +1,12 @@
 """Deliveries/s of the worker on SQLite ÷ a raw aiohttp client posting the same bodies.
 
 Both post to the same sink (a separate process, a bare aiohttp app on 127.0.0.1) with the
-same number of requests in flight (the per-endpoint cap: all deliveries go to one endpoint),
-measured in the same run, because this machine is noisy. The ratio is the result; the
-absolute numbers are context.
+same number of requests in flight (the per-endpoint cap times the endpoints, at most the
+worker's concurrency), measured in the same run, because this machine is noisy. Every event
+goes to every endpoint. The ratio is the result; the absolute numbers are context.
 
-    .venv/bin/python bench/delivery_throughput.py [--events 3000] [--per-endpoint 4]
+    .venv/bin/python bench/delivery_throughput.py [--events 3000] [--endpoints 1]
+        [--per-endpoint 4] [--concurrency 64]
 """
 
 import argparse
@@ -40,7 +41,7 @@ async def hook(request):
 async def total(request):
     return web.Response(text=str(count))
 app = web.Application()
-app.router.add_post("/hook", hook)
+app.router.add_post("/hook/{n}", hook)
 app.router.add_get("/count", total)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
@@ -62,15 +63,15 @@ async def wait_for_sink(base: str) -> None:
     raise RuntimeError("sink did not start")
 
 
-async def raw_client(url: str, bodies: list[bytes], in_flight: int) -> float:
+async def raw_client(urls: list[str], bodies: list[bytes], in_flight: int) -> float:
     """The baseline: the same signed POSTs, straight from aiohttp; returns requests/s."""
     secret = signing.generate_secret()
-    queue = list(reversed(bodies))
+    queue = [(url, body) for body in reversed(bodies) for url in urls]
     async with aiohttp.ClientSession() as session:
 
         async def post_all() -> None:
             while queue:
-                body = queue.pop()
+                url, body = queue.pop()
                 stamp = int(time.time())
                 headers = {
                     "content-type": "application/json",
@@ -83,23 +84,30 @@ async def raw_client(url: str, bodies: list[bytes], in_flight: int) -> float:
 
         started = time.perf_counter()
         await asyncio.gather(*(post_all() for _ in range(in_flight)))
-        return len(bodies) / (time.perf_counter() - started)
+        return len(bodies) * len(urls) / (time.perf_counter() - started)
 
 
-async def hookline_worker(data_dir: Path, url: str, base: str, count: int, cap: int) -> float:
-    """Publish `count` events to one endpoint, then time the worker draining them."""
+async def hookline_worker(
+    data_dir: Path, urls: list[str], base: str, count: int, cap: int, concurrency: int
+) -> float:
+    """Publish `count` events to every endpoint, then time the worker draining them."""
     settings = Settings(
-        _env_file=None, data_dir=data_dir, allow_private_networks=True, worker_per_endpoint=cap
+        _env_file=None,
+        data_dir=data_dir,
+        allow_private_networks=True,
+        worker_per_endpoint=cap,
+        worker_concurrency=concurrency,
     )
     engine = create_engine(settings)
     await upgrade(engine)
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker.begin() as session:
-        session.add(
-            Endpoint(id="wh_bench", url=url, secret=signing.generate_secret(), created_at=utcnow())
-        )
-        await session.flush()
-        session.add(Subscription(endpoint_id="wh_bench", event=events.USER_REGISTERED))
+        for n, url in enumerate(urls):
+            endpoint_id = f"wh_bench{n}"
+            secret = signing.generate_secret()
+            session.add(Endpoint(id=endpoint_id, url=url, secret=secret, created_at=utcnow()))
+            await session.flush()
+            session.add(Subscription(endpoint_id=endpoint_id, event=events.USER_REGISTERED))
         await session.flush()
         for n in range(count):
             await events.publish(
@@ -113,7 +121,8 @@ async def hookline_worker(data_dir: Path, url: str, base: str, count: int, cap: 
         started = time.perf_counter()
         cpu_started = time.process_time()
         task = asyncio.create_task(worker.run())
-        while await sink_count(session, base) - before < count:
+        total = count * len(urls)
+        while await sink_count(session, base) - before < total:
             if time.perf_counter() - started > 300:
                 raise RuntimeError("worker did not drain the queue within 300 s")
             await asyncio.sleep(0.02)
@@ -124,12 +133,12 @@ async def hookline_worker(data_dir: Path, url: str, base: str, count: int, cap: 
     await task
     await sender.close()
     await engine.dispose()
-    return count / elapsed
+    return total / elapsed
 
 
-async def measure(base: str, events_count: int, in_flight: int, data_dir: Path) -> None:
+async def measure(args: argparse.Namespace, base: str, data_dir: Path) -> None:
     await wait_for_sink(base)
-    url = f"{base}/hook"
+    urls = [f"{base}/hook/{n}" for n in range(args.endpoints)]
     bodies = [
         envelope.render(
             event_id=f"evt_{n}",
@@ -137,11 +146,17 @@ async def measure(base: str, events_count: int, in_flight: int, data_dir: Path) 
             created_at=utcnow(),
             data={"id": f"usr_{n}"},
         )
-        for n in range(events_count)
+        for n in range(args.events)
     ]
-    baseline = await raw_client(url, bodies, in_flight)
-    measured = await hookline_worker(data_dir, url, base, events_count, in_flight)
-    print(f"events: {events_count}, in flight to the endpoint: {in_flight}")
+    in_flight = min(args.concurrency, args.per_endpoint * args.endpoints)
+    baseline = await raw_client(urls, bodies, in_flight)
+    measured = await hookline_worker(
+        data_dir, urls, base, args.events, args.per_endpoint, args.concurrency
+    )
+    print(
+        f"deliveries: {args.events * args.endpoints} to {args.endpoints} endpoint(s),"
+        f" {in_flight} in flight (per endpoint {args.per_endpoint}, worker {args.concurrency})"
+    )
     print(f"raw aiohttp client:      {baseline:8.0f} POST/s")
     print(f"hookline worker, SQLite: {measured:8.0f} deliveries/s")
     print(f"ratio: {measured / baseline:.2f}")
@@ -150,7 +165,9 @@ async def measure(base: str, events_count: int, in_flight: int, data_dir: Path) 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Worker deliveries/s ÷ a raw aiohttp client.")
     parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--endpoints", type=int, default=1)
     parser.add_argument("--per-endpoint", type=int, default=Settings().worker_per_endpoint)
+    parser.add_argument("--concurrency", type=int, default=Settings().worker_concurrency)
     parser.add_argument("--port", type=int, default=9871)
     args = parser.parse_args()
 
@@ -158,7 +175,7 @@ def main() -> None:
     sink = subprocess.Popen([sys.executable, "-c", SINK, str(args.port)])
     data_dir = Path(tempfile.mkdtemp(prefix="hookline-bench-"))
     try:
-        asyncio.run(measure(base, args.events, args.per_endpoint, data_dir))
+        asyncio.run(measure(args, base, data_dir))
     finally:
         sink.terminate()
         sink.wait(timeout=10)
