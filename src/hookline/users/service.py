@@ -23,8 +23,6 @@ def hash_token(token: str) -> str:
 
 async def register(*, session: AsyncSession, username: str) -> UserCreated:
     username = username.lower()
-    if await _find(session, username) is not None:
-        raise Conflict("Username already exists")
     token = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
     user = User(
         id=new_id("usr"), username=username, token_hash=hash_token(token), registered_at=utcnow()
@@ -32,7 +30,7 @@ async def register(*, session: AsyncSession, username: str) -> UserCreated:
     session.add(user)
     try:
         await session.flush()
-    except IntegrityError as exc:  # registered by a concurrent request in between
+    except IntegrityError as exc:  # the unique index is the check: no read before the write
         raise Conflict("Username already exists") from exc
     out = UserOut.model_validate(user, from_attributes=True)
     await events.publish(
@@ -55,16 +53,18 @@ async def send_message(
     sender, recipient = sender.lower(), recipient.lower()
     if sender == recipient:
         raise Unprocessable("Sender and recipient cannot be the same")
-    sender_user = await _find(session, sender)
-    if sender_user is None:
+    found = await session.execute(
+        select(User.username, User.id).where(User.username.in_((sender, recipient)))
+    )
+    ids: dict[str, str] = {name: user_id for name, user_id in found.all()}
+    if sender not in ids:
         raise NotFound("Sender does not exist")
-    recipient_user = await _find(session, recipient)
-    if recipient_user is None:
+    if recipient not in ids:
         raise NotFound("Recipient does not exist")
     row = Message(
         id=new_id("msg"),
-        sender_id=sender_user.id,
-        recipient_id=recipient_user.id,
+        sender_id=ids[sender],
+        recipient_id=ids[recipient],
         subject=subject,
         body=message,
         received_at=utcnow(),
