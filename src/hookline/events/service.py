@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hookline.delivery.sender import Outcome
@@ -24,23 +24,31 @@ SUBSCRIBABLE = (USER_REGISTERED, USER_SEND_MESSAGE, WEBHOOK_DISABLED)
 WAKE_WORKERS = "hookline.wake_workers"
 
 
+# Built once: publish() runs in every request that changes something.
+_ADD_EVENT = insert(Event)
+_ADD_DELIVERY = insert(Delivery)
+_SUBSCRIBED = (
+    select(Subscription.endpoint_id)
+    .join(Endpoint, Endpoint.id == Subscription.endpoint_id)
+    .where(
+        or_(Subscription.event == bindparam("event"), Subscription.event == WILDCARD),
+        Endpoint.enabled.is_(True),
+    )
+    .distinct()
+)
+
+
 async def publish(*, session: AsyncSession, event: str, data: dict[str, Any]) -> str:
     """Add the event and its deliveries to the session's transaction; return the event id."""
     now = utcnow()
     event_id = new_id("evt")
     await session.execute(
-        insert(Event).values(id=event_id, event=event, payload=data, created_at=now)
+        _ADD_EVENT, {"id": event_id, "event": event, "payload": data, "created_at": now}
     )
-    subscribed = (
-        select(Subscription.endpoint_id)
-        .join(Endpoint, Endpoint.id == Subscription.endpoint_id)
-        .where(Subscription.event.in_((event, WILDCARD)), Endpoint.enabled.is_(True))
-        .distinct()
-    )
-    endpoint_ids = (await session.execute(subscribed)).scalars().all()
+    endpoint_ids = (await session.execute(_SUBSCRIBED, {"event": event})).scalars().all()
     if endpoint_ids:
         await session.execute(
-            insert(Delivery),
+            _ADD_DELIVERY,
             [
                 {
                     "id": new_id("dlv"),
