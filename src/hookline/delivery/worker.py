@@ -35,6 +35,10 @@ class Worker:
         self._stopping = False
         self._claim_at = max(1, settings.worker_concurrency // 8)
         self._top_up = (settings.worker_per_endpoint + 1) // 2
+        # An endpoint with more than this many attempts in flight is not topped up.
+        self._full_above = settings.worker_per_endpoint - self._top_up
+        # Whether the last claim was cut short by free slots: more may be due right now.
+        self._slots_ran_out = False
         self._drained = False
 
     def wake(self) -> None:
@@ -82,8 +86,7 @@ class Worker:
         free = self._settings.worker_concurrency - len(self._inflight)
         if free <= 0:
             return False
-        full_above = self._settings.worker_per_endpoint - self._top_up
-        busy = [endpoint for endpoint, n in self._per_endpoint.items() if n > full_above]
+        busy = [e for e, n in self._per_endpoint.items() if n > self._full_above]
         try:
             async with self._sessionmaker.begin() as session:
                 claimed = await queue.claim(
@@ -104,7 +107,8 @@ class Worker:
         # deliveries to other endpoints due after its backlog: claim again at once (it is
         # skipped once full; each round starts an attempt or claims nothing, so this ends).
         per_endpoint = Counter(item.endpoint_id for item in claimed)
-        return len(claimed) == free or any(n >= self._top_up for n in per_endpoint.values())
+        self._slots_ran_out = len(claimed) == free
+        return self._slots_ran_out or any(n >= self._top_up for n in per_endpoint.values())
 
     async def _attempt(self, item: queue.Claimed) -> None:
         try:
@@ -125,9 +129,12 @@ class Worker:
             self._per_endpoint[item.endpoint_id] -= 1
             if self._per_endpoint[item.endpoint_id] <= 0:
                 del self._per_endpoint[item.endpoint_id]
-            # Claim again once a useful number of slots is free, not for every single one:
-            # a claim costs about as much as several sends.
-            if self._settings.worker_concurrency - len(self._inflight) >= self._claim_at:
+            # Claim again when it can find something: the endpoint may be topped up again, or
+            # the last claim left due deliveries behind for want of slots and a useful number
+            # of slots is free (a claim costs about as much as several sends).
+            endpoint_reopened = self._per_endpoint[item.endpoint_id] == self._full_above
+            free = self._settings.worker_concurrency - len(self._inflight)
+            if endpoint_reopened or (self._slots_ran_out and free >= self._claim_at):
                 self._wake.set()
 
     def _decide(self, item: queue.Claimed, outcome: Outcome) -> queue.Finished:
