@@ -115,7 +115,7 @@ async def hookline_worker(
             )
     sender = Sender(timeout=settings.delivery_timeout, concurrency=settings.worker_concurrency)
     await sender.start()
-    worker = Worker(settings=settings, sessionmaker=sessionmaker, sender=sender)
+    worker = Worker(settings=settings, engine=engine, sender=sender)
     async with aiohttp.ClientSession() as session:
         before = await sink_count(session, base)
         started = time.perf_counter()

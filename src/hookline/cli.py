@@ -64,7 +64,7 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from hookline.db import create_engine, create_sessionmaker
+    from hookline.db import create_engine
     from hookline.delivery.sender import Sender
     from hookline.delivery.worker import Worker
 
@@ -74,7 +74,7 @@ async def _run_worker(settings: Settings) -> None:
         concurrency=settings.worker_concurrency,
     )
     await sender.start()
-    worker = Worker(settings=settings, sessionmaker=create_sessionmaker(engine), sender=sender)
+    worker = Worker(settings=settings, engine=engine, sender=sender)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stop)

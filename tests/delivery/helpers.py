@@ -108,7 +108,7 @@ async def worker_running(
     """A worker on the app's database, woken by its API; stopped (if the test did not) at exit."""
     worker = Worker(
         settings=running.settings,
-        sessionmaker=running.app.state.sessionmaker,
+        engine=running.app.state.engine,
         sender=sender or running.app.state.sender,
     )
     running.app.state.wake_workers = worker.wake

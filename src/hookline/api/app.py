@@ -44,7 +44,7 @@ def create_app(settings: Settings, *, run_worker: bool = False, migrate_db: bool
         app.state.sender = sender
         app.state.wake_workers = lambda: None
         if run_worker:
-            worker = Worker(settings=settings, sessionmaker=sessionmaker, sender=sender)
+            worker = Worker(settings=settings, engine=engine, sender=sender)
             app.state.worker = worker
             app.state.wake_workers = worker.wake
             worker_task = asyncio.create_task(worker.run())

@@ -23,11 +23,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hookline.models import Attempt, Delivery, Endpoint, Event, UTCDateTime, utcnow
 
 PENDING, SUCCEEDED, FAILED, CANCELLED = "pending", "succeeded", "failed", "cancelled"
+
+# The worker runs these on a bare connection (cheaper than an ORM session); a session works too.
+Db = AsyncConnection | AsyncSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,7 @@ def _claimed_rows() -> Select[Any]:
 
 
 async def claim(
-    session: AsyncSession,
+    db: Db,
     *,
     owner: str,
     limit: int,
@@ -144,7 +147,7 @@ async def claim(
     At most `per_endpoint` of them go to one endpoint, and none to `skip_endpoints`.
     """
     now = utcnow()
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = _is_postgres(db)
     params: dict[str, Any] = {
         "now": now,
         "until": now + timedelta(seconds=lease_seconds),
@@ -155,11 +158,11 @@ async def claim(
     }
     if skip_endpoints:
         params["skip"] = list(skip_endpoints)
-    leased = await session.execute(_lease_due(postgres, bool(skip_endpoints)), params)
+    leased = await db.execute(_lease_due(postgres, bool(skip_endpoints)), params)
     ids = leased.scalars().all()
     if not ids:
         return []
-    rows = await session.execute(_claimed_rows(), {"ids": list(ids)})
+    rows = await db.execute(_claimed_rows(), {"ids": list(ids)})
     claimed = []
     for row in rows:
         secrets: tuple[str, ...] = (row[8],)
@@ -210,7 +213,7 @@ def _record() -> Insert:
     return insert(_attempts)
 
 
-async def complete(session: AsyncSession, *, owner: str, finished: Sequence[Finished]) -> int:
+async def complete(db: Db, *, owner: str, finished: Sequence[Finished]) -> int:
     """Record attempts whose lease `owner` still holds; return how many were recorded.
 
     A worker whose lease lapsed and was taken over must not overwrite the newer result, so its
@@ -218,14 +221,14 @@ async def complete(session: AsyncSession, *, owner: str, finished: Sequence[Fini
     """
     if not finished:
         return 0
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = _is_postgres(db)
     ids = [item.delivery_id for item in finished]
-    held = set((await session.execute(_held(postgres), {"ids": ids, "owner": owner})).scalars())
+    held = set((await db.execute(_held(postgres), {"ids": ids, "owner": owner})).scalars())
     mine = [item for item in finished if item.delivery_id in held]
     if not mine:
         return 0
     now = utcnow()
-    await session.execute(
+    await db.execute(
         _finish(),
         [
             {
@@ -238,7 +241,7 @@ async def complete(session: AsyncSession, *, owner: str, finished: Sequence[Fini
             for item in mine
         ],
     )
-    await session.execute(
+    await db.execute(
         _record(),
         [{"delivery_id": item.delivery_id, "number": item.number, **item.attempt} for item in mine],
     )
@@ -257,7 +260,12 @@ def _release() -> Update:
     )
 
 
-async def release(session: AsyncSession, *, owner: str, delivery_ids: Collection[str]) -> None:
+async def release(db: Db, *, owner: str, delivery_ids: Collection[str]) -> None:
     """Give leases back unsent, so any worker may claim them at once."""
     if delivery_ids:
-        await session.execute(_release(), {"ids": list(delivery_ids), "owner": owner})
+        await db.execute(_release(), {"ids": list(delivery_ids), "owner": owner})
+
+
+def _is_postgres(db: Db) -> bool:
+    dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
+    return dialect.name == "postgresql"

@@ -10,8 +10,9 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from hookline.config import Settings
-from hookline.db import SessionMaker
 from hookline.delivery import envelope, queue, retry
 from hookline.delivery.sender import Outcome, Sender
 from hookline.models import utcnow
@@ -22,10 +23,10 @@ log = logging.getLogger("hookline.worker")
 class Worker:
     """Keeps up to `worker_concurrency` attempts in flight, `worker_per_endpoint` per endpoint."""
 
-    def __init__(self, *, settings: Settings, sessionmaker: SessionMaker, sender: Sender) -> None:
+    def __init__(self, *, settings: Settings, engine: AsyncEngine, sender: Sender) -> None:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._settings = settings
-        self._sessionmaker = sessionmaker
+        self._engine = engine
         self._sender = sender
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._per_endpoint: Counter[str] = Counter()
@@ -88,9 +89,9 @@ class Worker:
             return False
         busy = [e for e, n in self._per_endpoint.items() if n > self._full_above]
         try:
-            async with self._sessionmaker.begin() as session:
+            async with self._engine.begin() as conn:
                 claimed = await queue.claim(
-                    session,
+                    conn,
                     owner=self.owner,
                     limit=free,
                     lease_seconds=self._settings.lease_seconds,
@@ -162,8 +163,8 @@ class Worker:
             return
         batch, self._finished = self._finished, []
         try:
-            async with self._sessionmaker.begin() as session:
-                await queue.complete(session, owner=self.owner, finished=batch)
+            async with self._engine.begin() as conn:
+                await queue.complete(conn, owner=self.owner, finished=batch)
         except asyncio.CancelledError:
             # Keep them: recording again is harmless, as complete() drops results whose
             # lease was already given up by an earlier, committed record.
@@ -193,7 +194,7 @@ class Worker:
 
     async def _release(self, delivery_ids: list[str]) -> None:
         try:
-            async with self._sessionmaker.begin() as session:
-                await queue.release(session, owner=self.owner, delivery_ids=delivery_ids)
+            async with self._engine.begin() as conn:
+                await queue.release(conn, owner=self.owner, delivery_ids=delivery_ids)
         except Exception:
             log.exception("releasing %d leases failed; they lapse on their own", len(delivery_ids))
