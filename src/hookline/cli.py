@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from hookline import __version__
 from hookline.config import Settings
@@ -20,7 +22,19 @@ app = typer.Typer(
 
 def _settings() -> Settings:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(_describe_setting_error(error) for error in exc.errors())
+        typer.echo(f"error: invalid configuration: {problems}", err=True)
+        raise typer.Exit(code=2) from exc
+
+
+def _describe_setting_error(error: ErrorDetails) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:  # a rule across settings names them itself
+        return message
+    return f"HOOKLINE_{'_'.join(str(part) for part in error['loc']).upper()}: {message}"
 
 
 def _serve_http(settings: Settings, *, run_worker: bool) -> None:

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
             raise ValueError("retry schedule steps must be >= 0 seconds")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        schemes = ("sqlite", "postgresql", "postgres")
+        if value.strip() and value.split(":", 1)[0].split("+", 1)[0] not in schemes:
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
     @model_validator(mode="after")
     def _lease_outlives_attempt(self) -> "Settings":
         if self.lease_seconds <= self.delivery_timeout:

@@ -99,3 +99,30 @@ def test_version_is_printed():
         [sys.executable, "-m", "hookline", "version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "0.1.0"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("HOOKLINE_RETRY_SCHEDULE", "5,soon", "HOOKLINE_RETRY_SCHEDULE: could not convert"),
+        ("HOOKLINE_PORT", "eighty", "HOOKLINE_PORT: Input should be a valid integer"),
+        ("HOOKLINE_DATABASE_URL", "mysql://db/x", "must be a sqlite:// or postgresql:// URL"),
+        ("HOOKLINE_LEASE_SECONDS", "5", "HOOKLINE_LEASE_SECONDS must be longer than"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line_and_exit_code_2(tmp_path, variable, value, message):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    env.update({"HOOKLINE_DATA_DIR": str(tmp_path / "data"), variable: value})
+    result = subprocess.run(
+        [sys.executable, "-m", "hookline", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: invalid configuration: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()

@@ -57,3 +57,9 @@ def test_settings_are_read_from_a_dotenv_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = Settings()
     assert (settings.port, settings.retry_jitter) == (9999, 0)
+
+
+@pytest.mark.parametrize("url", ["mysql://h/db", "redis://h", "file:///x"])
+def test_a_database_other_than_sqlite_or_postgresql_is_refused(url):
+    with pytest.raises(ValidationError, match="sqlite:// or postgresql://"):
+        Settings(_env_file=None, database_url=url)
