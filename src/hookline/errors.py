@@ -1,7 +1,6 @@
 """Errors that carry their HTTP status, turned into `{"detail": ...}` by one handler.
 
 AppError (500)
- ├── BadRequest (400)
  ├── Forbidden (403)
  ├── NotFound (404)
  ├── Conflict (409)
@@ -15,10 +14,6 @@ class AppError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
-
-
-class BadRequest(AppError):
-    status_code = 400
 
 
 class Forbidden(AppError):
