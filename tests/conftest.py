@@ -103,6 +103,8 @@ TEST_DEFAULTS: dict[str, Any] = {
     "lease_seconds": 5.0,
     "poll_interval": 0.2,
     "result_flush_interval": 0.02,
+    # Tests count what receivers get; the creation ping has tests of its own.
+    "ping_on_create": False,
 }
 
 

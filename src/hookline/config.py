@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     delivery_timeout: float = Field(default=15.0, gt=0)
     disable_after: int = Field(default=432000, gt=0)
     retention_days: int = Field(default=30, gt=0)
+    # Send a `ping` event to an endpoint when it is created (GitHub does; one attempt).
+    ping_on_create: bool = True
 
     worker_concurrency: int = Field(default=64, ge=1)
     # Attempts in flight to one endpoint from one worker: a slow endpoint holds no more.

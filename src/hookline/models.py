@@ -71,7 +71,11 @@ class Endpoint(Base):
     old_secret_until: Mapped[datetime | None]
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None]
+    # When its deliveries started failing without a success since (the auto-disable clock).
     failing_since: Mapped[datetime | None]
+    # Custom request headers sent with every attempt, {name: value}.
+    headers: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
 
 
@@ -93,7 +97,7 @@ class Event(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     event: Mapped[str] = mapped_column(String(64), index=True)
     payload: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Delivery(Base):
@@ -129,3 +133,16 @@ class Attempt(Base):
     response_body: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class IdempotencyKey(Base):
+    """The first answer to a request sent with an Idempotency-Key, replayed for 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "POST /users"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int]
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(index=True)

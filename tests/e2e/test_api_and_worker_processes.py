@@ -23,6 +23,7 @@ def role_env(database_url: str, port: int) -> dict[str, str]:
         HOOKLINE_DATABASE_URL=database_url,
         HOOKLINE_PORT=str(port),
         HOOKLINE_ALLOW_PRIVATE_NETWORKS="true",
+        HOOKLINE_PING_ON_CREATE="false",
         HOOKLINE_DELIVERY_TIMEOUT="5",
         HOOKLINE_LEASE_SECONDS="10",
         HOOKLINE_POLL_INTERVAL="0.2",

@@ -45,6 +45,7 @@ def serve_env(tmp_path: Path, port: int) -> dict[str, str]:
         HOOKLINE_DATA_DIR=str(tmp_path / "data"),
         HOOKLINE_PORT=str(port),
         HOOKLINE_ALLOW_PRIVATE_NETWORKS="true",
+        HOOKLINE_PING_ON_CREATE="false",
         HOOKLINE_LEASE_SECONDS="3",
         HOOKLINE_DELIVERY_TIMEOUT="2",
         HOOKLINE_RETRY_SCHEDULE="0.5,1,1,1,1,1,1,1",
