@@ -46,6 +46,7 @@ class Claimed:
     endpoint_id: str
     url: str
     secrets: tuple[str, ...]
+    headers: dict[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,11 @@ class Finished:
     attempt: dict[str, Any]  # Attempt columns but delivery_id and number
     status: str
     next_attempt_at: datetime | None
+    endpoint_id: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.attempt.get("error_kind") is None
 
 
 # A claim looks at this many times `limit` of the oldest due rows to pick from, so that a
@@ -125,6 +131,7 @@ def _claimed_rows() -> Select[Any]:
             Endpoint.secret,
             Endpoint.old_secret,
             Endpoint.old_secret_until,
+            Endpoint.headers,
         )
         .join(Event, Event.id == Delivery.event_id)
         .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
@@ -169,7 +176,9 @@ async def claim(
         if row[9] is not None and row[10] is not None and row[10] > now:
             secrets = (row[8], row[9])
         claimed.append(
-            Claimed(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], secrets)
+            Claimed(
+                row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], secrets, row[11]
+            )
         )
     return claimed
 
@@ -213,20 +222,20 @@ def _record() -> Insert:
     return insert(_attempts)
 
 
-async def complete(db: Db, *, owner: str, finished: Sequence[Finished]) -> int:
-    """Record attempts whose lease `owner` still holds; return how many were recorded.
+async def complete(db: Db, *, owner: str, finished: Sequence[Finished]) -> list[Finished]:
+    """Record attempts whose lease `owner` still holds; return those recorded.
 
     A worker whose lease lapsed and was taken over must not overwrite the newer result, so its
     late result is dropped (the new holder sends again: at least once).
     """
     if not finished:
-        return 0
+        return []
     postgres = _is_postgres(db)
     ids = [item.delivery_id for item in finished]
     held = set((await db.execute(_held(postgres), {"ids": ids, "owner": owner})).scalars())
     mine = [item for item in finished if item.delivery_id in held]
     if not mine:
-        return 0
+        return []
     now = utcnow()
     await db.execute(
         _finish(),
@@ -245,7 +254,7 @@ async def complete(db: Db, *, owner: str, finished: Sequence[Finished]) -> int:
         _record(),
         [{"delivery_id": item.delivery_id, "number": item.number, **item.attempt} for item in mine],
     )
-    return len(mine)
+    return mine
 
 
 @cache

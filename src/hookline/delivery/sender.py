@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from hookline import __version__
-from hookline.delivery import signing
+from hookline.delivery import retry, signing
 from hookline.models import utcnow
 
 RESPONSE_BODY_LIMIT = 4096
@@ -27,6 +27,8 @@ class Outcome:
     response_body: str | None = None
     error_kind: str | None = None
     error: str | None = None
+    # Seconds the receiver asked to wait (Retry-After on 429 or 503); not stored.
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -85,6 +87,8 @@ class Sender:
         started_at = utcnow()
         started = time.perf_counter()
         stamp = int(time.time())
+        # The endpoint's custom headers first: ours override them (reserved names are refused
+        # when they are set, this is the second line).
         request_headers = dict(headers or {})
         request_headers["webhook-id"] = msg_id
         request_headers["webhook-timestamp"] = str(stamp)
@@ -102,6 +106,9 @@ class Sender:
             ) as response:
                 answer = await _read_limited(response)
                 status = response.status
+                wait = None
+                if status in retry.RETRY_AFTER_STATUSES:
+                    wait = retry.parse_retry_after(response.headers.get("retry-after"), utcnow())
         except TimeoutError:
             return finish(error_kind="timeout", error=f"no answer within {self._timeout.total} s")
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
@@ -120,6 +127,7 @@ class Sender:
             response_body=answer,
             error_kind="http_status",
             error=f"receiver answered HTTP {status}",
+            retry_after=wait,
         )
 
 

@@ -15,9 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hookline.config import Settings
 from hookline.delivery import envelope, queue, retry
 from hookline.delivery.sender import Outcome, Sender
+from hookline.events.service import PING
 from hookline.models import utcnow
+from hookline.webhooks import lifecycle
 
 log = logging.getLogger("hookline.worker")
+
+GONE = 410
 
 
 class Worker:
@@ -120,7 +124,11 @@ class Worker:
                 data=item.payload,
             )
             outcome = await self._sender.send(
-                url=item.url, msg_id=item.event_id, body=body, secrets=item.secrets
+                url=item.url,
+                msg_id=item.event_id,
+                body=body,
+                secrets=item.secrets,
+                headers=item.headers,
             )
             self._finished.append(self._decide(item, outcome))
             if len(self._finished) >= self._settings.result_batch_size:
@@ -142,14 +150,23 @@ class Worker:
         number = item.attempts_made + 1
         status, next_at = queue.SUCCEEDED, None
         if not outcome.ok:
-            delay = retry.next_delay(
-                number, self._settings.retry_schedule, self._settings.retry_jitter, random.random
-            )
+            delay = None
+            # A ping is a one-off check, and a 410 says the endpoint is gone: never retried.
+            if item.event != PING and outcome.status_code != GONE:
+                delay = retry.next_delay(
+                    number,
+                    self._settings.retry_schedule,
+                    self._settings.retry_jitter,
+                    random.random,
+                    retry_after=outcome.retry_after,
+                )
             if delay is None:
                 status = queue.FAILED
             else:
                 status, next_at = queue.PENDING, utcnow() + timedelta(seconds=delay)
-        return queue.Finished(item.delivery_id, number, outcome.as_row(), status, next_at)
+        return queue.Finished(
+            item.delivery_id, number, outcome.as_row(), status, next_at, item.endpoint_id
+        )
 
     async def _flush_loop(self) -> None:
         while not self._drained:
@@ -164,7 +181,20 @@ class Worker:
         batch, self._finished = self._finished, []
         try:
             async with self._engine.begin() as conn:
-                await queue.complete(conn, owner=self.owner, finished=batch)
+                recorded = await queue.complete(conn, owner=self.owner, finished=batch)
+                disabled = await lifecycle.record(
+                    conn,
+                    (
+                        lifecycle.AttemptResult(
+                            item.endpoint_id,
+                            item.succeeded,
+                            item.attempt["status_code"],
+                            item.attempt["started_at"],
+                        )
+                        for item in recorded
+                    ),
+                    disable_after=self._settings.disable_after,
+                )
         except asyncio.CancelledError:
             # Keep them: recording again is harmless, as complete() drops results whose
             # lease was already given up by an earlier, committed record.
@@ -176,6 +206,10 @@ class Worker:
             log.exception("recording %d attempts failed; will retry", len(batch))
             self._finished[:0] = batch
             await asyncio.sleep(self._settings.poll_interval)
+            return
+        if disabled:
+            log.warning("disabled endpoints %s", ", ".join(disabled))
+            self._wake.set()  # their webhook_disabled events are due
 
     async def _drain(self) -> list[str]:
         """Let in-flight attempts finish (each is bounded by the timeout), cancel stragglers.

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hookline.delivery.queue import Db
 from hookline.delivery.sender import Outcome
 from hookline.ids import new_id
 from hookline.models import Attempt, Delivery, Endpoint, Event, Subscription, utcnow
@@ -38,14 +39,23 @@ _SUBSCRIBED = (
 )
 
 
-async def publish(*, session: AsyncSession, event: str, data: dict[str, Any]) -> str:
-    """Add the event and its deliveries to the session's transaction; return the event id."""
+async def publish(
+    *, session: Db, event: str, data: dict[str, Any], to: Sequence[str] | None = None
+) -> str:
+    """Add the event and its deliveries to the session's transaction; return the event id.
+
+    The deliveries go to every enabled endpoint subscribed to `event` (or to "*"), or to the
+    endpoints `to` names (a ping to a new endpoint).
+    """
     now = utcnow()
     event_id = new_id("evt")
     await session.execute(
         _ADD_EVENT, {"id": event_id, "event": event, "payload": data, "created_at": now}
     )
-    endpoint_ids = (await session.execute(_SUBSCRIBED, {"event": event})).scalars().all()
+    if to is None:
+        endpoint_ids = (await session.execute(_SUBSCRIBED, {"event": event})).scalars().all()
+    else:
+        endpoint_ids = list(to)
     if endpoint_ids:
         await session.execute(
             _ADD_DELIVERY,
