@@ -14,7 +14,9 @@ from hookline.db import create_engine, create_sessionmaker
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
 from hookline.errors import AppError
+from hookline.events.router import router as events_router
 from hookline.users.router import router as users_router
+from hookline.webhooks.endpoint_router import router as endpoint_router
 from hookline.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """A webhook sender: every user registration and message is POSTed, signed per
@@ -66,4 +68,6 @@ def create_app(settings: Settings, *, run_worker: bool = False, migrate_db: bool
     app.include_router(health.router)
     app.include_router(users_router)
     app.include_router(webhooks_router)
+    app.include_router(endpoint_router)
+    app.include_router(events_router)
     return app

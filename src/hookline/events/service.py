@@ -90,8 +90,11 @@ async def record_sent(
     created_at: datetime,
     data: dict[str, Any],
     sent: Sequence[SentDirectly],
-) -> None:
-    """Record an event that was sent at once (a ping): one attempt per endpoint, no retries."""
+) -> list[str]:
+    """Record an event that was sent at once (a ping): one attempt per endpoint, no retries.
+
+    Returns the delivery ids, in the order of `sent`.
+    """
     await session.execute(
         insert(Event).values(id=event_id, event=event, payload=data, created_at=created_at)
     )
@@ -116,3 +119,4 @@ async def record_sent(
     if deliveries:
         await session.execute(insert(Delivery), deliveries)
         await session.execute(insert(Attempt), attempts)
+    return [str(d["id"]) for d in deliveries]

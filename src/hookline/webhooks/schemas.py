@@ -1,8 +1,18 @@
-"""Request and response bodies of the original webhook routes."""
+"""Request and response bodies of the webhook routes: the original ones and those by id."""
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from hookline.events.schemas import AttemptOut
 
 EventName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048, strip_whitespace=True)]
@@ -46,3 +56,82 @@ class PingReport(BaseModel):
     failed_webhooks_count: int
     failed_webhooks: list[PingEntry]
     message: str
+
+
+# CONTRACT §5: endpoints by id.
+
+
+class DeliveryStats(BaseModel):
+    pending: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class EndpointOut(BaseModel):
+    id: str
+    url: str
+    description: str | None
+    events: list[str]
+    headers: dict[str, str]
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    failing_since: datetime | None  # the first failure since the last success
+    created_at: datetime
+    stats: DeliveryStats
+
+
+class EndpointPatch(BaseModel):
+    """Only the fields given change; `description` and `headers` may be null to clear them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Url | None = None
+    events: Annotated[list[EventName], Field(min_length=1, max_length=16)] | None = None
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    headers: dict[str, str] | None = Field(
+        default=None, description="Sent with every attempt; replaces the present ones."
+    )
+    enabled: bool | None = Field(
+        default=None, description="true re-enables a disabled endpoint; false disables it."
+    )
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> "EndpointPatch":
+        for name in ("url", "events", "enabled"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"'{name}' cannot be null")
+        return self
+
+
+class SecretOut(BaseModel):
+    secret: str
+
+
+class RotatedSecret(SecretOut):
+    previous_valid_until: datetime  # the old secret signs beside the new one until then
+
+
+class RecoverIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime
+    until: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RecoverIn":
+        if self.until is not None and self.until <= self.since:
+            raise ValueError("'until' must be later than 'since'")
+        return self
+
+
+class Requeued(BaseModel):
+    requeued: int
+
+
+class PingAttempt(BaseModel):
+    event_id: str
+    delivery_id: str
+    payload: dict[str, Any]
+    attempt: AttemptOut

@@ -19,6 +19,7 @@ from hookline.webhooks import urls
 from hookline.webhooks.schemas import EventUrls, PingEntry, PingReport, WebhookRegistered
 
 DEFAULT_PING_DATA = {"message": "Ping from User Notification Webhook Service"}
+CREATED_PING_MESSAGE = "Webhook endpoint created"
 LISTED_EVENTS = (*events.SUBSCRIBABLE, events.WILDCARD)
 
 
@@ -30,11 +31,21 @@ def subscribable_event(name: str) -> str:
     return canonical
 
 
-async def register(*, session: AsyncSession, event: str, url: str) -> WebhookRegistered:
-    """Subscribe `url` to `event`; one endpoint (id, secret) per URL whatever its events."""
+async def register(
+    *, session: AsyncSession, event: str, url: str, ping_new: bool = False
+) -> WebhookRegistered:
+    """Subscribe `url` to `event`; one endpoint (id, secret) per URL whatever its events.
+
+    With `ping_new`, an endpoint created for this URL gets a `ping` event (through the outbox).
+    """
     event = subscribable_event(event)
     url = urls.check(url)
-    endpoint = await _endpoint_by_url(session, url) or await _create_endpoint(session, url)
+    endpoint = await _endpoint_by_url(session, url)
+    if endpoint is None:
+        endpoint, created = await _create_endpoint(session, url)
+        if created and ping_new:
+            data = {"message": CREATED_PING_MESSAGE, "webhook_id": endpoint.id, "url": url}
+            await events.publish(session=session, event=events.PING, data=data, to=[endpoint.id])
     conflict = Conflict(f"Webhook URL '{url}' already exists for event '{event}'")
     if await _subscription(session, endpoint.id, event) is not None:
         raise conflict
@@ -52,8 +63,8 @@ async def register(*, session: AsyncSession, event: str, url: str) -> WebhookReg
     )
 
 
-async def _create_endpoint(session: AsyncSession, url: str) -> Endpoint:
-    """A new endpoint for `url`, or the one a concurrent request created for it in between."""
+async def _create_endpoint(session: AsyncSession, url: str) -> tuple[Endpoint, bool]:
+    """A new endpoint for `url` (True), or the one a concurrent request created in between."""
     endpoint = Endpoint(
         id=new_id("wh"), url=url, secret=signing.generate_secret(), created_at=utcnow()
     )
@@ -64,8 +75,8 @@ async def _create_endpoint(session: AsyncSession, url: str) -> Endpoint:
         existing = await _endpoint_by_url(session, url)
         if existing is None:
             raise
-        return existing
-    return endpoint
+        return existing, False
+    return endpoint, True
 
 
 async def unregister(*, session: AsyncSession, event: str, url: str) -> None:
@@ -76,11 +87,15 @@ async def unregister(*, session: AsyncSession, event: str, url: str) -> None:
     if endpoint is None or subscription is None:
         raise NotFound(f"Webhook URL '{url}' not found for event '{event}'")
     await session.execute(delete(Subscription).where(Subscription.id == subscription.id))
-    # Cancel what is pending for events no remaining subscription of this URL covers.
+    await cancel_uncovered(session, endpoint.id)
+
+
+async def cancel_uncovered(session: AsyncSession, endpoint_id: str) -> None:
+    """Cancel the endpoint's pending deliveries of events none of its subscriptions covers."""
     remaining = set(
         (
             await session.execute(
-                select(Subscription.event).where(Subscription.endpoint_id == endpoint.id)
+                select(Subscription.event).where(Subscription.endpoint_id == endpoint_id)
             )
         ).scalars()
     )
@@ -89,7 +104,7 @@ async def unregister(*, session: AsyncSession, event: str, url: str) -> None:
     await session.execute(
         update(Delivery)
         .where(
-            Delivery.endpoint_id == endpoint.id,
+            Delivery.endpoint_id == endpoint_id,
             Delivery.status == "pending",
             Delivery.event_id.in_(select(Event.id).where(Event.event.not_in(remaining))),
         )
@@ -119,10 +134,63 @@ async def urls_by_event(*, session: AsyncSession, event_filter: str | None) -> l
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class PingTarget:
     endpoint_id: str
     url: str
-    secret: str
+    secrets: tuple[str, ...]
+    headers: dict[str, str] | None
+
+    @classmethod
+    def of(cls, endpoint: Endpoint) -> "PingTarget":
+        return cls(endpoint.id, endpoint.url, signing_secrets(endpoint), endpoint.headers)
+
+
+def signing_secrets(endpoint: Endpoint) -> tuple[str, ...]:
+    """The secrets that sign for the endpoint now: during a rotation the old one too."""
+    until = endpoint.old_secret_until
+    if endpoint.old_secret is not None and until is not None and until > utcnow():
+        return (endpoint.secret, endpoint.old_secret)
+    return (endpoint.secret,)
+
+
+@dataclass(frozen=True, slots=True)
+class PingsSent:
+    payload: dict[str, Any]  # the envelope, as receivers got it
+    outcomes: list[Outcome]
+    delivery_ids: list[str]
+
+
+async def send_pings(
+    *, sessions: SessionMaker, sender: Sender, targets: list[PingTarget], data: dict[str, Any]
+) -> PingsSent:
+    """Send one `ping` event to every target concurrently and record it as delivered."""
+    event_id, created_at = new_id("evt"), utcnow()
+    body = envelope.render(event_id=event_id, event=events.PING, created_at=created_at, data=data)
+    outcomes = await asyncio.gather(
+        *(
+            sender.send(url=t.url, msg_id=event_id, body=body, secrets=t.secrets, headers=t.headers)
+            for t in targets
+        )
+    )
+    async with sessions.begin() as session:
+        delivery_ids = await events.record_sent(
+            session=session,
+            event_id=event_id,
+            event=events.PING,
+            created_at=created_at,
+            data=data,
+            sent=[
+                events.SentDirectly(t.endpoint_id, o)
+                for t, o in zip(targets, outcomes, strict=True)
+            ],
+        )
+    payload = {
+        "id": event_id,
+        "event": events.PING,
+        "timestamp": envelope.timestamp(created_at),
+        "data": data,
+    }
+    return PingsSent(payload, list(outcomes), delivery_ids)
 
 
 async def ping(
@@ -141,33 +209,15 @@ async def ping(
         listed = await urls_by_event(session=session, event_filter=event_filter)
         pairs = [(entry.event, url) for entry in listed for url in entry.urls]
         query = select(Endpoint).where(Endpoint.url.in_({u for _, u in pairs}))
-        targets = [_Target(e.id, e.url, e.secret) for e in (await session.execute(query)).scalars()]
-    data = DEFAULT_PING_DATA if data is None else data
-    event_id, created_at = new_id("evt"), utcnow()
-    body = envelope.render(event_id=event_id, event=events.PING, created_at=created_at, data=data)
-    outcomes = await asyncio.gather(
-        *(sender.send(url=t.url, msg_id=event_id, body=body, secrets=(t.secret,)) for t in targets)
+        targets = [PingTarget.of(e) for e in (await session.execute(query)).scalars()]
+    sent = await send_pings(
+        sessions=sessions,
+        sender=sender,
+        targets=targets,
+        data=DEFAULT_PING_DATA if data is None else data,
     )
-    async with sessions.begin() as session:
-        await events.record_sent(
-            session=session,
-            event_id=event_id,
-            event=events.PING,
-            created_at=created_at,
-            data=data,
-            sent=[
-                events.SentDirectly(t.endpoint_id, o)
-                for t, o in zip(targets, outcomes, strict=True)
-            ],
-        )
-    payload = {
-        "id": event_id,
-        "event": events.PING,
-        "timestamp": envelope.timestamp(created_at),
-        "data": data,
-    }
-    by_url = {t.url: o for t, o in zip(targets, outcomes, strict=True)}
-    return _report(pairs, by_url, payload)
+    by_url = {t.url: o for t, o in zip(targets, sent.outcomes, strict=True)}
+    return _report(pairs, by_url, sent.payload)
 
 
 def _report(

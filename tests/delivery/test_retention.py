@@ -1,0 +1,333 @@
+"""CONTRACT retention: old events, deliveries and attempts are pruned in small batches."""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hookline import migrate
+from hookline.config import Settings
+from hookline.db import create_engine
+from hookline.events import retention
+from hookline.ids import new_id
+from hookline.models import Attempt, Delivery, Endpoint, Event, utcnow
+
+OLD = timedelta(days=40)
+RECENT = timedelta(days=1)
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    await migrate.upgrade(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def add_endpoint(conn: AsyncConnection) -> str:
+    endpoint_id = new_id("ep")
+    values = {
+        "id": endpoint_id,
+        "url": f"https://example.com/{endpoint_id}",
+        "secret": "whsec_test",
+        "created_at": utcnow(),
+    }
+    await conn.execute(insert(Endpoint), values)
+    return endpoint_id
+
+
+async def add_events(
+    conn: AsyncConnection,
+    endpoint_id: str,
+    *,
+    count: int,
+    age: timedelta,
+    statuses: Sequence[str] = (),
+    attempts: int = 2,
+) -> list[str]:
+    """`count` events created `age` ago, each with one delivery per status, with attempts."""
+    created = utcnow() - age
+    event_ids = [new_id("evt") for _ in range(count)]
+    deliveries = [
+        {
+            "id": new_id("dlv"),
+            "event_id": event_id,
+            "endpoint_id": endpoint_id,
+            "status": status,
+            "attempts_made": attempts,
+            "created_at": created,
+        }
+        for event_id in event_ids
+        for status in statuses
+    ]
+    tries = [
+        {"delivery_id": d["id"], "number": n, "started_at": created, "duration_ms": 5}
+        for d in deliveries
+        for n in range(1, attempts + 1)
+    ]
+    events = [
+        {"id": event_id, "event": "user_registered", "payload": {}, "created_at": created}
+        for event_id in event_ids
+    ]
+    await conn.execute(insert(Event), events)
+    if deliveries:
+        await conn.execute(insert(Delivery), deliveries)
+    if tries:
+        await conn.execute(insert(Attempt), tries)
+    return event_ids
+
+
+async def add_event(
+    conn: AsyncConnection, endpoint_id: str, *, age: timedelta, statuses: Sequence[str]
+) -> str:
+    [event_id] = await add_events(conn, endpoint_id, count=1, age=age, statuses=statuses)
+    return event_id
+
+
+async def contents(engine: AsyncEngine) -> dict[str, tuple[int, int]]:
+    """{event id: (its deliveries, their attempts)} for every event left."""
+    per_delivery = (
+        select(Delivery.event_id, func.count(Attempt.id).label("attempts"))
+        .outerjoin(Attempt, Attempt.delivery_id == Delivery.id)
+        .group_by(Delivery.id, Delivery.event_id)
+        .subquery()
+    )
+    per_event = (
+        select(Event.id, func.count(per_delivery.c.event_id), func.sum(per_delivery.c.attempts))
+        .outerjoin(per_delivery, per_delivery.c.event_id == Event.id)
+        .group_by(Event.id)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(per_event)).all()
+        orphans = await conn.scalar(
+            select(func.count())
+            .select_from(Attempt)
+            .where(Attempt.delivery_id.not_in(select(Delivery.id)))
+        )
+    assert orphans == 0
+    return {event_id: (deliveries, int(attempts or 0)) for event_id, deliveries, attempts in rows}
+
+
+async def test_old_finished_events_go_with_their_deliveries_and_attempts(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        endpoint = await add_endpoint(conn)
+        gone = [await add_event(conn, endpoint, age=OLD, statuses=(s,)) for s in FINISHED]
+        gone.append(await add_event(conn, endpoint, age=OLD, statuses=FINISHED))
+        gone.append(await add_event(conn, endpoint, age=OLD, statuses=()))
+        recent = [
+            await add_event(conn, endpoint, age=RECENT, statuses=("pending",)),
+            await add_event(conn, endpoint, age=RECENT, statuses=FINISHED),
+        ]
+
+    pruned = await retention.prune(engine, before=utcnow() - timedelta(days=30))
+
+    assert pruned == len(gone)
+    assert await contents(engine) == {recent[0]: (1, 2), recent[1]: (3, 6)}
+
+
+async def test_old_event_with_a_pending_delivery_is_kept_whole(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        endpoint = await add_endpoint(conn)
+        # A failed delivery retried by hand is pending again, next to its finished siblings.
+        retried = await add_event(conn, endpoint, age=OLD, statuses=("pending", *FINISHED))
+        finished = await add_event(conn, endpoint, age=OLD, statuses=FINISHED)
+
+    async with engine.begin() as conn:
+        pruned = await retention.prune_batch(conn, before=utcnow() - OLD / 2, batch_size=10)
+
+    assert pruned == 1
+    left = await contents(engine)
+    assert left == {retried: (4, 8)}
+    assert finished not in left
+
+
+@pytest.mark.postgres
+async def test_delivery_set_pending_while_a_batch_runs_keeps_its_event(
+    empty_postgres: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: the batch locks the deliveries it found, then reads their status again."""
+    engine = create_engine(Settings(_env_file=None, data_dir=tmp_path, database_url=empty_postgres))
+    try:
+        async with engine.begin() as conn:
+            endpoint = await add_endpoint(conn)
+            retried = await add_event(conn, endpoint, age=OLD, statuses=("failed",))
+            finished = await add_event(conn, endpoint, age=OLD, statuses=("succeeded",))
+        async with engine.connect() as retry:
+            await retry.execute(
+                update(Delivery).where(Delivery.event_id == retried).values(status="pending")
+            )
+            # The batch picks `retried` as finished, then waits on the row the retry holds.
+            batch = asyncio.create_task(prune_one_batch(engine))
+            await wait_for_a_lock_wait(engine)
+            await retry.commit()
+            pruned = await batch
+        left = await contents(engine)
+    finally:
+        await engine.dispose()
+
+    assert pruned == 1
+    assert left == {retried: (1, 2)}
+    assert finished not in left
+
+
+async def prune_one_batch(engine: AsyncEngine) -> int:
+    async with engine.begin() as conn:
+        return await retention.prune_batch(conn, before=utcnow() - OLD / 2, batch_size=10)
+
+
+async def wait_for_a_lock_wait(engine: AsyncEngine) -> None:
+    waiting = select(func.count()).select_from(text("pg_locks")).where(text("NOT granted"))
+    async with asyncio.timeout(5):
+        while True:
+            async with engine.connect() as conn:
+                if await conn.scalar(waiting):
+                    return
+            await asyncio.sleep(0.01)
+
+
+async def test_events_created_at_or_after_the_cutoff_are_kept(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        endpoint = await add_endpoint(conn)
+        [event_id] = await add_events(conn, endpoint, count=1, age=OLD, statuses=FINISHED)
+        created = await conn.scalar(select(Event.created_at).where(Event.id == event_id))
+    assert created is not None
+
+    assert await retention.prune(engine, before=created) == 0
+    assert await retention.prune(engine, before=created + timedelta(microseconds=1)) == 1
+
+
+async def test_prune_goes_batch_by_batch_until_a_batch_comes_up_short(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.begin() as conn:
+        endpoint = await add_endpoint(conn)
+        await add_events(conn, endpoint, count=10, age=OLD, statuses=("succeeded",))
+        recent = await add_event(conn, endpoint, age=RECENT, statuses=("succeeded",))
+    batches: list[int] = []
+    prune_batch = retention.prune_batch
+
+    async def counted(conn: AsyncConnection, *, before: datetime, batch_size: int) -> int:
+        pruned = await prune_batch(conn, before=before, batch_size=batch_size)
+        batches.append(pruned)
+        return pruned
+
+    monkeypatch.setattr(retention, "prune_batch", counted)
+
+    pruned = await retention.prune(engine, before=utcnow() - OLD / 2, batch_size=3, pause=0)
+
+    assert pruned == 10
+    assert batches == [3, 3, 3, 1]
+    assert await contents(engine) == {recent: (1, 2)}
+
+
+async def test_prune_on_an_empty_database_returns_zero_and_logs_nothing(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="hookline.retention"):
+        assert await retention.prune(engine, before=utcnow()) == 0
+    assert caplog.records == []
+
+
+async def test_prune_logs_how_many_it_pruned(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with engine.begin() as conn:
+        endpoint = await add_endpoint(conn)
+        await add_events(conn, endpoint, count=4, age=OLD, statuses=("failed",))
+
+    with caplog.at_level(logging.INFO, logger="hookline.retention"):
+        await retention.prune(engine, before=utcnow() - OLD / 2)
+
+    [record] = caplog.records
+    assert record.name == "hookline.retention"
+    assert record.levelno == logging.INFO
+    assert "pruned 4 events" in record.getMessage()
+
+
+async def test_prune_refuses_an_empty_batch(engine: AsyncEngine) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        await retention.prune(engine, before=utcnow(), batch_size=0)
+
+
+NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        (30, datetime(2026, 3, 1, 12, 0, tzinfo=UTC)),
+        (1, datetime(2026, 3, 30, 12, 0, tzinfo=UTC)),
+        (365, datetime(2025, 3, 31, 12, 0, tzinfo=UTC)),
+    ],
+)
+def test_cutoff_is_retention_days_before_now(days: int, expected: datetime) -> None:
+    assert retention.cutoff(days, NOW) == expected
+
+
+async def test_a_write_commits_between_batches_instead_of_waiting_for_the_whole_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: one connection, every transaction takes the write lock; prune must let go of it."""
+    sqlite = Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hookline.db'}",
+    )
+    engine = create_engine(sqlite)
+    try:
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            endpoint = await add_endpoint(conn)
+            await add_events(conn, endpoint, count=2000, age=OLD, statuses=("succeeded",))
+
+        batches = 0
+        prune_batch = retention.prune_batch
+
+        async def counted(conn: AsyncConnection, *, before: datetime, batch_size: int) -> int:
+            nonlocal batches
+            pruned = await prune_batch(conn, before=before, batch_size=batch_size)
+            batches += 1
+            return pruned
+
+        monkeypatch.setattr(retention, "prune_batch", counted)
+
+        # (batches done when the write committed, how long it waited and ran)
+        writes: list[tuple[int, float]] = []
+
+        async def write_meanwhile(pruning: asyncio.Task[int]) -> None:
+            while not pruning.done():
+                started = time.monotonic()
+                async with engine.begin() as conn:
+                    await add_events(conn, endpoint, count=1, age=RECENT, statuses=("pending",))
+                writes.append((batches, time.monotonic() - started))
+                await asyncio.sleep(0.01)
+
+        started = time.monotonic()
+        pruning = asyncio.create_task(
+            retention.prune(engine, before=utcnow() - OLD / 2, batch_size=100, pause=0.05)
+        )
+        await write_meanwhile(pruning)
+        pruned = await pruning
+        took = time.monotonic() - started
+    finally:
+        await engine.dispose()
+
+    assert pruned == 2000
+    total_batches = batches
+    assert total_batches == 21  # 20 full batches, then an empty one
+    between = {done for done, _ in writes if 0 < done < total_batches}
+    # Writes got in all along the prune, not once it was over.
+    assert len(between) >= total_batches // 2, writes
+    longest_wait = max(waited for _, waited in writes)
+    assert longest_wait < took / 4, (longest_wait, took)
