@@ -14,9 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from hookline import migrate
 from hookline.config import Settings
 from hookline.db import create_engine
+from hookline.delivery.sender import Sender
+from hookline.delivery.worker import Worker
 from hookline.events import retention
 from hookline.ids import new_id
-from hookline.models import Attempt, Delivery, Endpoint, Event, utcnow
+from hookline.models import Attempt, Delivery, Endpoint, Event, IdempotencyKey, utcnow
+from tests.delivery.helpers import wait_until
 
 OLD = timedelta(days=40)
 RECENT = timedelta(days=1)
@@ -331,3 +334,38 @@ async def test_a_write_commits_between_batches_instead_of_waiting_for_the_whole_
     assert len(between) >= total_batches // 2, writes
     longest_wait = max(waited for _, waited in writes)
     assert longest_wait < took / 4, (longest_wait, took)
+
+
+async def test_worker_prunes_old_events_and_expired_idempotency_keys_on_its_own(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    async with engine.begin() as conn:
+        endpoint = await add_endpoint(conn)
+        old = await add_event(conn, endpoint, age=OLD, statuses=FINISHED)
+        recent = await add_event(conn, endpoint, age=RECENT, statuses=FINISHED)
+        key_row = {"scope": "POST /users", "request_hash": "h", "status_code": 201, "response": {}}
+        await conn.execute(
+            insert(IdempotencyKey),
+            [
+                {**key_row, "key": "expired", "created_at": utcnow() - timedelta(hours=25)},
+                {**key_row, "key": "fresh", "created_at": utcnow() - timedelta(hours=23)},
+            ],
+        )
+    sender = Sender(timeout=settings.delivery_timeout, concurrency=4)
+    await sender.start()
+    worker = Worker(settings=settings, engine=engine, sender=sender, housekeeping_interval=0.05)
+    task = asyncio.create_task(worker.run())
+
+    async def pruned() -> bool:
+        async with engine.connect() as conn:
+            keys = set((await conn.execute(select(IdempotencyKey.key))).scalars())
+        return keys == {"fresh"} and old not in await contents(engine)
+
+    try:
+        await wait_until(pruned, timeout=10, what="the worker's prune")
+    finally:
+        worker.stop()
+        await task
+        await sender.close()
+
+    assert set(await contents(engine)) == {recent}

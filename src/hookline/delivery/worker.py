@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hookline import housekeeping
 from hookline.config import Settings
 from hookline.delivery import envelope, queue, retry
 from hookline.delivery.sender import Outcome, Sender
@@ -22,12 +23,22 @@ from hookline.webhooks import lifecycle
 log = logging.getLogger("hookline.worker")
 
 GONE = 410
+# Seconds between prunes of old events and idempotency keys (the first comes after one period).
+HOUSEKEEPING_INTERVAL = 600.0
 
 
 class Worker:
     """Keeps up to `worker_concurrency` attempts in flight, `worker_per_endpoint` per endpoint."""
 
-    def __init__(self, *, settings: Settings, engine: AsyncEngine, sender: Sender) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: AsyncEngine,
+        sender: Sender,
+        housekeeping_interval: float = HOUSEKEEPING_INTERVAL,
+    ) -> None:
+        self._housekeeping_interval = housekeeping_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._settings = settings
         self._engine = engine
@@ -58,6 +69,7 @@ class Worker:
     async def run(self) -> None:
         log.info("worker %s started", self.owner)
         flusher = asyncio.create_task(self._flush_loop())
+        housekeeper = asyncio.create_task(self._housekeeping_loop())
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -68,6 +80,8 @@ class Worker:
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
         finally:
             self._stopping = True
+            housekeeper.cancel()  # each prune batch is its own transaction: safe to cut
+            await asyncio.gather(housekeeper, return_exceptions=True)
             in_flight = await self._drain()
             # The flusher is told to stop, never cancelled: a cancel mid-flush would drop the
             # batch it holds.
@@ -167,6 +181,15 @@ class Worker:
         return queue.Finished(
             item.delivery_id, number, outcome.as_row(), status, next_at, item.endpoint_id
         )
+
+    async def _housekeeping_loop(self) -> None:
+        """Prune now and then; in small transactions, so delivery is never held up for long."""
+        while True:
+            await asyncio.sleep(self._housekeeping_interval)
+            try:
+                await housekeeping.run_once(self._engine, self._settings)
+            except Exception:
+                log.exception("pruning old events failed; trying again next period")
 
     async def _flush_loop(self) -> None:
         while not self._drained:

@@ -3,8 +3,11 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
+from hookline.api import idempotency
 from hookline.api.deps import SessionDep
+from hookline.api.idempotency import IdempotencyKeyHeader
 from hookline.api.pagination import After, Limit, set_next_link
 from hookline.users import service
 from hookline.users.schemas import MessageCreate, MessageOut, UserCreate, UserCreated, UserOut
@@ -17,11 +20,32 @@ _404: dict[int | str, dict[str, Any]] = {404: {"description": "Sender or recipie
 @router.post(
     "/users",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "Username already exists"}},
+    response_model=UserCreated,
+    responses={409: {"description": "Username already exists, or Idempotency-Key reused"}},
 )
-async def register_user(body: UserCreate, session: SessionDep) -> UserCreated:
-    """Register a user (the name is stored lowercased) and fire `user_registered`."""
-    return await service.register(session=session, username=body.username)
+async def register_user(
+    body: UserCreate, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+) -> UserCreated | JSONResponse:
+    """Register a user (the name is stored lowercased) and fire `user_registered`.
+
+    A replay under the same `Idempotency-Key` answers `"token": null`: the token is shown once.
+    """
+    scope = "POST /users"
+    replayed = await idempotency.replay(
+        session=session, scope=scope, key=idempotency_key, request=body
+    )
+    if replayed is not None:
+        return replayed
+    created = await service.register(session=session, username=body.username)
+    await idempotency.remember(
+        session=session,
+        scope=scope,
+        key=idempotency_key,
+        request=body,
+        status_code=status.HTTP_201_CREATED,
+        response=created.model_dump(mode="json") | {"token": None},  # tokens are stored hashed
+    )
+    return created
 
 
 @router.get("/users")
@@ -40,16 +64,38 @@ async def list_users(
     return users
 
 
-@router.post("/users/messages", status_code=status.HTTP_201_CREATED, responses=_404)
-async def send_message(body: MessageCreate, session: SessionDep) -> MessageOut:
+@router.post(
+    "/users/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessageOut,
+    responses={**_404, 409: {"description": "Idempotency-Key reused"}},
+)
+async def send_message(
+    body: MessageCreate, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+) -> MessageOut | JSONResponse:
     """Send a message from one user to another and fire `user_send_message`."""
-    return await service.send_message(
+    scope = "POST /users/messages"
+    replayed = await idempotency.replay(
+        session=session, scope=scope, key=idempotency_key, request=body
+    )
+    if replayed is not None:
+        return replayed
+    sent = await service.send_message(
         session=session,
         sender=body.sender,
         recipient=body.recipient,
         subject=body.subject,
         message=body.message,
     )
+    await idempotency.remember(
+        session=session,
+        scope=scope,
+        key=idempotency_key,
+        request=body,
+        status_code=status.HTTP_201_CREATED,
+        response=sent.model_dump(mode="json"),
+    )
+    return sent
 
 
 @router.get("/users/messages", responses=_404)

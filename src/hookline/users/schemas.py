@@ -26,7 +26,7 @@ class UserOut(BaseModel):
 
 
 class UserCreated(UserOut):
-    token: str
+    token: str | None  # None when replayed under an Idempotency-Key: the token is shown once
 
 
 class MessageCreate(Strict):

@@ -3,8 +3,11 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
+from fastapi.responses import JSONResponse
 
-from hookline.api.deps import SenderDep, SessionDep, SessionMakerDep
+from hookline.api import idempotency
+from hookline.api.deps import SenderDep, SessionDep, SessionMakerDep, SettingsDep
+from hookline.api.idempotency import IdempotencyKeyHeader
 from hookline.webhooks import service
 from hookline.webhooks.schemas import PingReport, WebhookIn, WebhookList, WebhookRegistered
 
@@ -21,11 +24,42 @@ _404: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/webhook",
     status_code=status.HTTP_201_CREATED,
-    responses={404: {"description": "Unknown event"}, 409: {"description": "Already registered"}},
+    response_model=WebhookRegistered,
+    responses={
+        404: {"description": "Unknown event"},
+        409: {"description": "Already registered, or Idempotency-Key reused"},
+    },
 )
-async def register_webhook(body: WebhookIn, session: SessionDep) -> WebhookRegistered:
+async def register_webhook(
+    body: WebhookIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> WebhookRegistered | JSONResponse:
     """Subscribe a URL to an event; the answer carries the endpoint's signing secret."""
-    return await service.register(session=session, event=body.event, url=body.url)
+    scope = "POST /webhook"
+
+    replayed = await idempotency.replay(
+        session=session,
+        scope=scope,
+        key=idempotency_key,
+        request=body,
+        restore=service.with_secret(session),
+    )
+    if replayed is not None:
+        return replayed
+    registered = await service.register(
+        session=session, event=body.event, url=body.url, ping_new=settings.ping_on_create
+    )
+    await idempotency.remember(
+        session=session,
+        scope=scope,
+        key=idempotency_key,
+        request=body,
+        status_code=status.HTTP_201_CREATED,
+        response=registered.model_dump(mode="json", exclude={"secret"}),
+    )
+    return registered
 
 
 @router.delete(

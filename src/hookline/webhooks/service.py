@@ -1,6 +1,7 @@
 """Endpoints and their subscriptions, as the original service's per-event URL lists see them."""
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,3 +257,19 @@ async def _subscription(session: AsyncSession, endpoint_id: str, event: str) -> 
         Subscription.endpoint_id == endpoint_id, Subscription.event == event
     )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+def with_secret(session: AsyncSession) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+    """For an idempotent replay of a registration: put the endpoint's secret back into the
+    stored answer (secrets are not stored with answers)."""
+
+    async def restore(stored: dict[str, Any]) -> dict[str, Any]:
+        query = select(Endpoint.secret).where(Endpoint.id == stored["id"])
+        secret = (await session.execute(query)).scalar_one_or_none()
+        if secret is None:
+            raise Conflict(
+                f"The webhook '{stored['id']}' this Idempotency-Key registered no longer exists"
+            )
+        return stored | {"secret": secret}
+
+    return restore
