@@ -1,5 +1,6 @@
 """One delivery attempt: a signed POST through a shared aiohttp session, redirects not followed."""
 
+import codecs
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -140,8 +141,10 @@ async def _read_limited(response: aiohttp.ClientResponse) -> str:
             break
         chunks.append(chunk)
         size += len(chunk)
+    # Not final: a character the limit cut in half is dropped, not turned into U+FFFD.
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(b"".join(chunks), final=False)
     # PostgreSQL text cannot hold NUL characters.
-    return b"".join(chunks).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    return text.replace("\x00", "\ufffd")
 
 
 def _describe(exc: BaseException) -> str:

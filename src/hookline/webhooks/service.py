@@ -109,7 +109,7 @@ async def cancel_uncovered(session: AsyncSession, endpoint_id: str) -> None:
             Delivery.status == "pending",
             Delivery.event_id.in_(select(Event.id).where(Event.event.not_in(remaining))),
         )
-        .values(status="cancelled", finished_at=utcnow())
+        .values(status="cancelled", next_attempt_at=None, finished_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 
