@@ -1,12 +1,14 @@
 """When to try a failed delivery again: a pure policy over the configured schedule."""
 
 import random
+import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 # Answers whose Retry-After header is honoured (RFC 9110: 503; 429 by RFC 6585 practice).
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+_ASCTIME = re.compile(r"^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$")
 
 
 def next_delay(
@@ -46,6 +48,10 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # an HTTP date is GMT; parsedate gives naive for "-0000"
-        return None
+    if when.tzinfo is None:
+        # Naive for asctime dates, GMT by definition (RFC 9110 §5.6.7), and for a "-0000" or
+        # missing zone, which no HTTP date has.
+        if not _ASCTIME.match(value):
+            return None
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())

@@ -34,8 +34,12 @@ def check(headers: dict[str, str]) -> dict[str, str]:
     seen: set[str] = set()
     for name, value in headers.items():
         lower = name.lower()
-        if not 1 <= len(name) <= MAX_NAME or not _TOKEN.match(name):
-            raise ValueError(f"'{name[:MAX_NAME]}' is not a valid header name")
+        if len(name) > MAX_NAME:
+            raise ValueError(
+                f"header name '{name[:MAX_NAME]}…' is longer than {MAX_NAME} characters"
+            )
+        if not _TOKEN.match(name):
+            raise ValueError(f"'{name}' is not a valid header name")
         if lower in RESERVED or lower.startswith(RESERVED_PREFIXES):
             raise ValueError(f"header '{name}' is reserved: hookline sets it")
         if lower in seen:
