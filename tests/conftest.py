@@ -94,6 +94,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+ADMIN_TOKEN = "hl_admin_test-token-of-the-test-suite-0123456789"
+
 # Fast settings for tests: retries within seconds, receivers on loopback allowed.
 TEST_DEFAULTS: dict[str, Any] = {
     "allow_private_networks": True,
@@ -105,6 +107,10 @@ TEST_DEFAULTS: dict[str, Any] = {
     "result_flush_interval": 0.02,
     # Tests count what receivers get; the creation ping has tests of its own.
     "ping_on_create": False,
+    # The test clients send it (tests/support/app.py); the auth tests send others or none.
+    "admin_token": ADMIN_TOKEN,
+    # Tests send bursts far beyond any sane client; the limit has tests of its own.
+    "rate_limit_per_second": 0,
 }
 
 

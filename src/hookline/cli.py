@@ -78,15 +78,18 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from hookline.db import create_engine
+    from hookline import migrate, secretbox
+    from hookline.db import create_engine, create_sessionmaker
     from hookline.delivery.sender import Sender
     from hookline.delivery.worker import Worker
+    from hookline.webhooks.service import check_secret_key
 
     engine = create_engine(settings)
-    sender = Sender(
-        timeout=settings.delivery_timeout,
-        concurrency=settings.worker_concurrency,
-    )
+    box = secretbox.load(settings)
+    if await migrate.is_current(engine):  # else the API migrates it, later
+        async with create_sessionmaker(engine).begin() as session:
+            await check_secret_key(session, box)
+    sender = Sender.from_settings(settings, box=box)
     await sender.start()
     worker = Worker(settings=settings, engine=engine, sender=sender)
     loop = asyncio.get_running_loop()
@@ -149,6 +152,46 @@ def import_seed(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
     typer.echo(f"imported {added} subscription(s); {existing} already existed")
+
+
+@app.command("secret-key")
+def secret_key() -> None:
+    """Print a new key for HOOKLINE_SECRET_KEY (it seals endpoint secrets at rest)."""
+    from hookline import secretbox
+
+    typer.echo(secretbox.generate_key())
+
+
+@app.command("rotate-secret-key")
+def rotate_secret_key() -> None:
+    """Re-seal every endpoint secret with the first key of HOOKLINE_SECRET_KEY.
+
+    Rotate by setting HOOKLINE_SECRET_KEY to "<new>,<old>" everywhere, running this, then
+    dropping the old key.
+    """
+    from hookline import migrate as migrations
+    from hookline import secretbox
+    from hookline.db import create_engine, create_sessionmaker
+    from hookline.webhooks import service
+
+    settings = _settings()
+
+    async def run(box: secretbox.SecretBox) -> int:
+        engine = create_engine(settings)
+        try:
+            await migrations.upgrade(engine)
+            async with create_sessionmaker(engine).begin() as session:
+                return await service.reseal_secrets(session, box, every=True)
+        finally:
+            await engine.dispose()
+
+    try:
+        # The key first: a malformed one must not create or migrate anything.
+        changed = asyncio.run(run(secretbox.load(settings)))
+    except secretbox.SecretKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"re-sealed the secrets of {changed} endpoint(s) with the first key")
 
 
 @app.command()

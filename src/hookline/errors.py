@@ -1,19 +1,29 @@
 """Errors that carry their HTTP status, turned into `{"detail": ...}` by one handler.
 
 AppError (500)
+ ├── Unauthorized (401, with WWW-Authenticate: Bearer)
  ├── Forbidden (403)
  ├── NotFound (404)
  ├── Conflict (409)
  └── Unprocessable (422)
 """
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 
 class AppError(Exception):
     status_code = 500
+    headers: ClassVar[Mapping[str, str] | None] = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    headers: ClassVar[Mapping[str, str] | None] = {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(AppError):

@@ -140,9 +140,19 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
 
-    scope: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "POST /users"
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)  # route and caller
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int]
     response: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AdminToken(Base):
+    """The hash of the admin token generated at first start (when none is configured)."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # 1: one admin
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]

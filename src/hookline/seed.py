@@ -2,9 +2,10 @@
 
 from typing import Any
 
-from hookline import migrate
+from hookline import migrate, secretbox
 from hookline.config import Settings
 from hookline.db import create_engine, create_sessionmaker
+from hookline.delivery.sender import Sender
 from hookline.errors import AppError, Conflict
 from hookline.webhooks import service as webhooks
 
@@ -28,6 +29,9 @@ async def import_file(settings: Settings, data: Any) -> tuple[int, int]:
     """Subscribe every (event, url) pair; return (added, already there)."""
     pairs = _pairs(data)
     engine = create_engine(settings)
+    box = secretbox.load(settings)
+    sender = Sender.from_settings(settings, box=box)  # only its address check is used
+    await sender.start()
     try:
         await migrate.upgrade(engine)
         added = existing = 0
@@ -35,7 +39,9 @@ async def import_file(settings: Settings, data: Any) -> tuple[int, int]:
             for event, url in pairs:
                 try:
                     async with session.begin_nested():
-                        await webhooks.register(session=session, event=event, url=url)
+                        await webhooks.register(
+                            session=session, sender=sender, box=box, event=event, url=url
+                        )
                     added += 1
                 except Conflict:
                     existing += 1
@@ -43,4 +49,5 @@ async def import_file(settings: Settings, data: Any) -> tuple[int, int]:
                     raise SeedError(f"{event} {url}: {exc.detail}") from exc
         return added, existing
     finally:
+        await sender.close()
         await engine.dispose()

@@ -351,7 +351,7 @@ async def test_worker_prunes_old_events_and_expired_idempotency_keys_on_its_own(
                 {**key_row, "key": "fresh", "created_at": utcnow() - timedelta(hours=23)},
             ],
         )
-    sender = Sender(timeout=settings.delivery_timeout, concurrency=4)
+    sender = Sender.from_settings(settings)
     await sender.start()
     worker = Worker(settings=settings, engine=engine, sender=sender, housekeeping_interval=0.05)
     task = asyncio.create_task(worker.run())

@@ -85,10 +85,15 @@ async def test_stop_releases_attempt_that_outlives_the_drain(
     receiver.hang("/stuck")
     # A sender whose timeout outlasts the drain (delivery_timeout + 1) stands for an attempt
     # that overruns its bound: the drain must give up on it and hand the delivery back.
-    sender = Sender(timeout=30, concurrency=4)
-    await sender.start()
-    try:
-        async with running_app(settings) as running:
+    async with running_app(settings) as running:
+        sender = Sender(
+            timeout=30,
+            concurrency=4,
+            allow_private_networks=True,
+            box=running.app.state.secret_box,
+        )
+        await sender.start()
+        try:
             sessionmaker = running.app.state.sessionmaker
             endpoint = await subscribe(running.client, receiver.url("/stuck"))
             await register_user(running.client, "alice")
@@ -106,8 +111,8 @@ async def test_stop_releases_attempt_that_outlives_the_drain(
                 reclaimed = await queue.claim(
                     session, owner="next-worker", limit=10, lease_seconds=30
                 )
-    finally:
-        await sender.close()
+        finally:
+            await sender.close()
 
     assert drained < settings.delivery_timeout + 2
     assert (released.status, released.attempts_made) == (queue.PENDING, 0)

@@ -17,6 +17,8 @@ from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
+ADMIN_TOKEN = "hl_admin_e2e-token-for-api-and-worker-processes"
+
 
 def role_env(database_url: str, port: int) -> dict[str, str]:
     return clean_environ(
@@ -24,10 +26,12 @@ def role_env(database_url: str, port: int) -> dict[str, str]:
         HOOKLINE_PORT=str(port),
         HOOKLINE_ALLOW_PRIVATE_NETWORKS="true",
         HOOKLINE_PING_ON_CREATE="false",
+        HOOKLINE_RATE_LIMIT_PER_SECOND="0",
         HOOKLINE_DELIVERY_TIMEOUT="5",
         HOOKLINE_LEASE_SECONDS="10",
         HOOKLINE_POLL_INTERVAL="0.2",
         HOOKLINE_RETRY_SCHEDULE="0.5,1",
+        HOOKLINE_ADMIN_TOKEN=ADMIN_TOKEN,
     )
 
 
@@ -57,7 +61,9 @@ async def test_api_and_worker_processes_deliver_and_stop_cleanly(
     ):
         await api.start()
         worker.spawn()
-        async with httpx.AsyncClient(base_url=api.base_url, timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=api.base_url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as client:
             hook = await client.post(
                 "/webhook", json={"event": "user_registered", "url": receiver.url("/hook")}
             )

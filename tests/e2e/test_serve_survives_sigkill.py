@@ -46,11 +46,24 @@ def serve_env(tmp_path: Path, port: int) -> dict[str, str]:
         HOOKLINE_PORT=str(port),
         HOOKLINE_ALLOW_PRIVATE_NETWORKS="true",
         HOOKLINE_PING_ON_CREATE="false",
+        HOOKLINE_RATE_LIMIT_PER_SECOND="0",
         HOOKLINE_LEASE_SECONDS="3",
         HOOKLINE_DELIVERY_TIMEOUT="2",
         HOOKLINE_RETRY_SCHEDULE="0.5,1,1,1,1,1,1,1",
         HOOKLINE_RETRY_JITTER="0",
         HOOKLINE_POLL_INTERVAL="0.2",
+    )
+
+
+def admin_client(serve: ServeProcess, data_dir: Path) -> httpx.AsyncClient:
+    """A client with the admin token `serve` generated at its first start (no token is
+    configured), read from the file it wrote."""
+    token_file = data_dir / "admin-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
+    assert token.startswith("hl_admin_")
+    return httpx.AsyncClient(
+        base_url=serve.base_url, timeout=10, headers={"Authorization": f"Bearer {token}"}
     )
 
 
@@ -204,7 +217,7 @@ async def test_serve_survives_sigkill_with_deliveries_pending(tmp_path: Path) ->
     async with SwitchReceiver() as receiver:
         with ServeProcess(tmp_path, env=serve_env(tmp_path, port), port=port) as serve:
             await serve.start()
-            async with httpx.AsyncClient(base_url=serve.base_url, timeout=10) as client:
+            async with admin_client(serve, data_dir) as client:
                 secret = await subscribe(client, receiver.url(HOOK), EVENTS, data_dir)
                 webhook = Webhook(secret)
 
@@ -268,6 +281,9 @@ async def test_serve_survives_sigkill_with_deliveries_pending(tmp_path: Path) ->
             receiver.answer = 200
             restarted_at = time.monotonic()
             startup = await serve.start()
+            # The admin token was generated and shown once, at the first start only.
+            shown = serve.log_path.read_text().count("generated the admin token")
+            assert shown == 1, shown
 
             def missing() -> set[str]:
                 return set(expected) - {data_id(r) for r in receiver.acked()}
@@ -326,7 +342,7 @@ async def test_serve_throughput_one_endpoint(tmp_path: Path) -> None:
     async with SwitchReceiver() as receiver:
         with ServeProcess(tmp_path, env=serve_env(tmp_path, port), port=port) as serve:
             await serve.start()
-            async with httpx.AsyncClient(base_url=serve.base_url, timeout=10) as client:
+            async with admin_client(serve, data_dir) as client:
                 secret = await subscribe(client, receiver.url(HOOK), ["user_registered"], data_dir)
                 began = time.monotonic()
                 users = await bounded_gather(

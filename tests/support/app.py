@@ -25,5 +25,11 @@ async def running_app(
     app = create_app(settings, run_worker=run_worker, migrate_db=migrate_db)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        # As the admin, who may do everything: tests of who may do what send other tokens.
+        headers = {}
+        if settings.admin_token is not None:
+            headers["Authorization"] = f"Bearer {settings.admin_token.get_secret_value()}"
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as client:
             yield RunningApp(app=app, client=client, settings=settings)

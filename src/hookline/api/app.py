@@ -4,11 +4,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from aiohttp.abc import AbstractResolver
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hookline import __version__, migrate
-from hookline.api import health
+from hookline import __version__, migrate, secretbox
+from hookline.api import auth, health
+from hookline.api.limits import BodySizeLimit, RateLimit
 from hookline.config import Settings
 from hookline.db import create_engine, create_sessionmaker
 from hookline.delivery.sender import Sender
@@ -16,34 +19,49 @@ from hookline.delivery.worker import Worker
 from hookline.errors import AppError
 from hookline.events.router import router as events_router
 from hookline.users.router import router as users_router
+from hookline.webhooks import service as webhooks
 from hookline.webhooks.endpoint_router import router as endpoint_router
 from hookline.webhooks.router import router as webhooks_router
+
+MAX_BODY_BYTES = 1_048_576  # CONTRACT §4: bodies over 1 MiB are refused with 413
 
 DESCRIPTION = """A webhook sender: every user registration and message is POSTed, signed per
 [Standard Webhooks](https://www.standardwebhooks.com), to the URLs subscribed to its event,
 with retries, from a transactional outbox."""
 
 
-def create_app(settings: Settings, *, run_worker: bool = False, migrate_db: bool = True) -> FastAPI:
-    """Build the API; with `run_worker` the delivery worker runs in the same process."""
+def create_app(
+    settings: Settings,
+    *,
+    run_worker: bool = False,
+    migrate_db: bool = True,
+    resolver: AbstractResolver | None = None,
+) -> FastAPI:
+    """Build the API; with `run_worker` the delivery worker runs in the same process.
+
+    `resolver` replaces the system's DNS resolution for webhook hosts (tests use a stub).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        box = secretbox.load(settings)
         engine = create_engine(settings)
-        if migrate_db:
-            await migrate.upgrade(engine)
+        try:
+            admin_hash = await _prepare(engine, box)
+        except BaseException:
+            await engine.dispose()
+            raise
         sessionmaker = create_sessionmaker(engine)
-        sender = Sender(
-            timeout=settings.delivery_timeout,
-            concurrency=settings.worker_concurrency,
-        )
+        sender = Sender.from_settings(settings, resolver, box)
         await sender.start()
         worker = None
         worker_task = None
         app.state.settings = settings
         app.state.engine = engine
+        app.state.admin_token_hash = admin_hash
         app.state.sessionmaker = sessionmaker
         app.state.sender = sender
+        app.state.secret_box = box
         app.state.wake_workers = lambda: None
         if run_worker:
             worker = Worker(settings=settings, engine=engine, sender=sender)
@@ -59,12 +77,39 @@ def create_app(settings: Settings, *, run_worker: bool = False, migrate_db: bool
             await sender.close()
             await engine.dispose()
 
+    async def _prepare(engine: AsyncEngine, box: secretbox.SecretBox) -> str | None:
+        """Migrate, check the secret key, seal old plaintext secrets, find the admin token."""
+        if migrate_db:
+            await migrate.upgrade(engine)
+        if await migrate.is_current(engine):
+            async with create_sessionmaker(engine).begin() as session:
+                await webhooks.check_secret_key(session, box)
+                await webhooks.reseal_secrets(session, box, every=False)
+        admin_hash, generated = await auth.admin_token_hash(engine, settings)
+        if generated is not None:
+            # Shown once, never logged; the file keeps it for the owner of the data dir.
+            print(
+                f"hookline: generated the admin token (saved to"
+                f" {settings.data_dir / auth.ADMIN_TOKEN_FILE}, mode 0600): {generated}",
+                flush=True,
+            )
+        return admin_hash
+
     app = FastAPI(title="hookline", version=__version__, description=DESCRIPTION, lifespan=lifespan)
 
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
+    # The last added runs first: a caller over its rate is refused before anything is read.
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        RateLimit,
+        per_second=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+    )
     app.include_router(health.router)
     app.include_router(users_router)
     app.include_router(webhooks_router)

@@ -13,6 +13,7 @@ from hookline.config import Settings
 from hookline.db import SessionMaker
 from hookline.delivery.sender import Sender
 from hookline.events.service import WAKE_WORKERS
+from hookline.secretbox import SecretBox
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -39,6 +40,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _secret_box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
 def _sender(request: Request) -> Sender:
     sender: Sender = request.app.state.sender
     return sender
@@ -50,3 +56,4 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 SessionMakerDep = Annotated[SessionMaker, Depends(_sessions)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SenderDep = Annotated[Sender, Depends(_sender)]
+SecretBoxDep = Annotated[SecretBox, Depends(_secret_box)]

@@ -9,10 +9,14 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import ThreadedResolver
 
 from hookline import __version__
-from hookline.delivery import retry, signing
+from hookline.config import Settings
+from hookline.delivery import retry, signing, ssrf
 from hookline.models import utcnow
+from hookline.secretbox import SecretBox
 
 RESPONSE_BODY_LIMIT = 4096
 USER_AGENT = f"hookline/{__version__}"
@@ -50,16 +54,50 @@ class Outcome:
 class Sender:
     """Posts signed webhooks; one instance (one connection pool) per process."""
 
-    def __init__(self, *, timeout: float, concurrency: int) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        concurrency: int,
+        allow_private_networks: bool = False,
+        resolver: AbstractResolver | None = None,
+        box: SecretBox | None = None,
+    ) -> None:
         # No limit_per_host: aiohttp counts it per host and port, so endpoints sharing one
         # (paths on one server) would queue behind each other's slow attempts. The worker
         # caps attempts per endpoint itself.
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._concurrency = concurrency
+        self._guarded = not allow_private_networks
+        # Secrets come sealed as stored; only signing sees them open.
+        self._box = box
+        self._inner_resolver = resolver
+        self._resolver: AbstractResolver | None = None
         self._session: aiohttp.ClientSession | None = None
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        resolver: AbstractResolver | None = None,
+        box: SecretBox | None = None,
+    ) -> "Sender":
+        return cls(
+            timeout=settings.delivery_timeout,
+            concurrency=settings.worker_concurrency,
+            allow_private_networks=settings.allow_private_networks,
+            resolver=resolver,
+            box=box,
+        )
+
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=60)
+        resolver = self._inner_resolver or ThreadedResolver()
+        # Every name the client connects to is resolved through the guard, so the address it
+        # checked is the address it connects to (and only checked answers are cached).
+        self._resolver = ssrf.GuardedResolver(resolver) if self._guarded else resolver
+        connector = aiohttp.TCPConnector(
+            limit=self._concurrency, ttl_dns_cache=60, resolver=self._resolver
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
@@ -67,6 +105,14 @@ class Sender:
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"user-agent": USER_AGENT, "content-type": "application/json"},
         )
+
+    async def check_destination(self, url: str) -> None:
+        """Raise ssrf.ForbiddenDestination when webhooks may not go to the URL's host, or
+        OSError when it does not resolve (nothing to check when private networks are allowed)."""
+        if self._guarded:
+            if self._resolver is None:
+                raise RuntimeError("Sender.start() was not called")
+            await ssrf.check_url(url, self._resolver)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -93,15 +139,28 @@ class Sender:
         request_headers = dict(headers or {})
         request_headers["webhook-id"] = msg_id
         request_headers["webhook-timestamp"] = str(stamp)
-        request_headers["webhook-signature"] = signing.signature_header(
-            secrets, msg_id, stamp, body
-        )
 
         def finish(**fields: Any) -> Outcome:
             duration_ms = round((time.perf_counter() - started) * 1000)
             return Outcome(started_at=started_at, duration_ms=duration_ms, **fields)
 
+        if self._guarded:
+            # aiohttp connects to literal addresses without asking the resolver.
+            try:
+                ssrf.check_literal(url)
+            except ssrf.ForbiddenDestination as exc:
+                return finish(error_kind="forbidden_destination", error=str(exc))
+            except ValueError as exc:
+                return finish(error_kind="invalid_url", error=_describe(exc))
+
         try:
+            # Inside the try: a secret that does not open is an attempt that failed (recorded,
+            # retried), never a delivery dropped.
+            if self._box is not None:
+                secrets = [self._box.open(secret) for secret in secrets]
+            request_headers["webhook-signature"] = signing.signature_header(
+                secrets, msg_id, stamp, body
+            )
             async with self._session.post(
                 url, data=body, headers=request_headers, allow_redirects=False
             ) as response:
@@ -116,6 +175,10 @@ class Sender:
             return finish(error_kind="tls_error", error=_describe(exc))
         except aiohttp.InvalidURL as exc:
             return finish(error_kind="invalid_url", error=_describe(exc))
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ssrf.ForbiddenDestination):
+                return finish(error_kind="forbidden_destination", error=str(exc.os_error))
+            return finish(error_kind="connection_error", error=_describe(exc))
         except (aiohttp.ClientError, OSError) as exc:
             return finish(error_kind="connection_error", error=_describe(exc))
         except Exception as exc:  # a bug must not kill the worker; the attempt records it

@@ -2,15 +2,23 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from hookline.api import idempotency
+from hookline.api.auth import AdminDep, CallerDep, require_self
 from hookline.api.deps import SessionDep
 from hookline.api.idempotency import IdempotencyKeyHeader
 from hookline.api.pagination import After, Limit, set_next_link
 from hookline.users import service
-from hookline.users.schemas import MessageCreate, MessageOut, UserCreate, UserCreated, UserOut
+from hookline.users.schemas import (
+    MessageCreate,
+    MessageOut,
+    UserCreate,
+    UserCreated,
+    UserOut,
+    UserToken,
+)
 
 router = APIRouter(tags=["users"])
 
@@ -53,6 +61,7 @@ async def list_users(
     request: Request,
     response: Response,
     session: SessionDep,
+    _caller: CallerDep,
     limit: Limit = 100,
     after: After = None,
 ) -> list[UserOut]:
@@ -71,10 +80,18 @@ async def list_users(
     responses={**_404, 409: {"description": "Idempotency-Key reused"}},
 )
 async def send_message(
-    body: MessageCreate, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+    body: MessageCreate,
+    session: SessionDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> MessageOut | JSONResponse:
-    """Send a message from one user to another and fire `user_send_message`."""
-    scope = "POST /users/messages"
+    """Send a message from one user to another and fire `user_send_message`.
+
+    A user sends only as itself (`403` otherwise); the admin as anyone.
+    """
+    require_self(caller, body.sender, "send messages as itself")
+    # Keys are the caller's own: two users may pick the same one.
+    scope = f"POST /users/messages {caller.username or '#admin'}"
     replayed = await idempotency.replay(
         session=session, scope=scope, key=idempotency_key, request=body
     )
@@ -103,11 +120,16 @@ async def read_messages(
     request: Request,
     response: Response,
     session: SessionDep,
+    caller: CallerDep,
     recipient: Annotated[str, Query(min_length=1, max_length=64)],
     limit: Limit = 100,
     after: After = None,
 ) -> list[MessageOut]:
-    """Messages sent to `recipient`, oldest first, paginated like `GET /users`."""
+    """Messages sent to `recipient`, oldest first, paginated like `GET /users`.
+
+    A user reads only its own (`403` otherwise); the admin anyone's.
+    """
+    require_self(caller, recipient, "read messages sent to itself")
     messages = await service.inbox(
         session=session, recipient=recipient, limit=limit + 1, after=after
     )
@@ -115,3 +137,14 @@ async def read_messages(
         messages = messages[:limit]
         set_next_link(request, response, messages[-1].id)
     return messages
+
+
+@router.post("/users/{username}/token", responses={404: {"description": "No such user"}})
+async def issue_token(
+    username: Annotated[str, Path(min_length=1, max_length=64)],
+    session: SessionDep,
+    _admin: AdminDep,
+) -> UserToken:
+    """A new token for a user who lost theirs (admin only); the old one stops working."""
+    token = await service.issue_token(session=session, username=username)
+    return UserToken(username=username.strip().lower(), token=token)

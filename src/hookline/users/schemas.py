@@ -29,6 +29,11 @@ class UserCreated(UserOut):
     token: str | None  # None when replayed under an Idempotency-Key: the token is shown once
 
 
+class UserToken(BaseModel):
+    username: str
+    token: str
+
+
 class MessageCreate(Strict):
     sender: Username
     recipient: Username

@@ -1,31 +1,26 @@
 """Users and messages; each change publishes its event in the same transaction."""
 
-import hashlib
-import secrets
-
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from hookline import tokens
 from hookline.errors import Conflict, NotFound, Unprocessable
 from hookline.events import service as events
 from hookline.ids import new_id
 from hookline.models import Message, User, utcnow
 from hookline.users.schemas import MessageOut, UserCreated, UserOut
 
-USER_TOKEN_PREFIX = "hl_user_"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
 
 async def register(*, session: AsyncSession, username: str) -> UserCreated:
     username = username.lower()
-    token = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = tokens.new_token(tokens.USER_PREFIX)
     user = User(
-        id=new_id("usr"), username=username, token_hash=hash_token(token), registered_at=utcnow()
+        id=new_id("usr"),
+        username=username,
+        token_hash=tokens.token_hash(token),
+        registered_at=utcnow(),
     )
     session.add(user)
     try:
@@ -37,6 +32,20 @@ async def register(*, session: AsyncSession, username: str) -> UserCreated:
         session=session, event=events.USER_REGISTERED, data=out.model_dump(mode="json")
     )
     return UserCreated(**out.model_dump(), token=token)
+
+
+async def issue_token(*, session: AsyncSession, username: str) -> str:
+    """A new token for the user; the one it had stops working."""
+    token = tokens.new_token(tokens.USER_PREFIX)
+    changed = await session.execute(
+        update(User)
+        .where(User.username == username.strip().lower())
+        .values(token_hash=tokens.token_hash(token))
+        .returning(User.id)
+    )
+    if changed.first() is None:
+        raise NotFound(f"User '{username}' does not exist")
+    return token
 
 
 async def list_users(*, session: AsyncSession, limit: int, after: str | None) -> list[UserOut]:

@@ -4,7 +4,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from hookline.api.deps import SenderDep, SessionDep, SessionMakerDep
+from hookline.api.auth import ADMIN_ONLY
+from hookline.api.deps import SecretBoxDep, SenderDep, SessionDep, SessionMakerDep
 from hookline.api.pagination import Cursor, Page, PageLimit, page
 from hookline.events import log
 from hookline.events.schemas import DeliveryOut, DeliveryStatus
@@ -19,7 +20,7 @@ from hookline.webhooks.schemas import (
     SecretOut,
 )
 
-router = APIRouter(prefix="/webhooks/{endpoint_id}", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks/{endpoint_id}", tags=["webhooks"], dependencies=[ADMIN_ONLY])
 
 EndpointId = Annotated[str, Path(min_length=1, max_length=64, description="A `wh_…` id.")]
 _404: dict[int | str, dict[str, Any]] = {404: {"description": "No such webhook"}}
@@ -36,14 +37,16 @@ async def get_webhook(endpoint_id: EndpointId, session: SessionDep) -> EndpointO
     responses={**_404, 409: {"description": "The new URL is taken by another webhook"}},
 )
 async def update_webhook(
-    endpoint_id: EndpointId, patch: EndpointPatch, session: SessionDep
+    endpoint_id: EndpointId, patch: EndpointPatch, session: SessionDep, sender: SenderDep
 ) -> EndpointOut:
     """Change the URL, events, description, custom headers, or enable/disable it.
 
     Disabling cancels its pending deliveries and fires `webhook_disabled`; enabling restarts
     its failure clock. Dropping events cancels their pending deliveries.
     """
-    return await endpoints.update_endpoint(session=session, endpoint_id=endpoint_id, patch=patch)
+    return await endpoints.update_endpoint(
+        session=session, sender=sender, endpoint_id=endpoint_id, patch=patch
+    )
 
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT, responses=_404)
@@ -54,15 +57,18 @@ async def delete_webhook(endpoint_id: EndpointId, session: SessionDep) -> Respon
 
 
 @router.get("/secret", responses=_404)
-async def get_secret(endpoint_id: EndpointId, session: SessionDep) -> SecretOut:
+async def get_secret(endpoint_id: EndpointId, session: SessionDep, box: SecretBoxDep) -> SecretOut:
     """The `whsec_…` secret that signs what this endpoint gets."""
-    return SecretOut(secret=await endpoints.secret(session=session, endpoint_id=endpoint_id))
+    secret = await endpoints.secret(session=session, box=box, endpoint_id=endpoint_id)
+    return SecretOut(secret=secret)
 
 
 @router.post("/secret/rotate", responses=_404)
-async def rotate_secret(endpoint_id: EndpointId, session: SessionDep) -> RotatedSecret:
+async def rotate_secret(
+    endpoint_id: EndpointId, session: SessionDep, box: SecretBoxDep
+) -> RotatedSecret:
     """A new secret; for 24 hours both sign every attempt (two `v1,` signatures)."""
-    return await endpoints.rotate_secret(session=session, endpoint_id=endpoint_id)
+    return await endpoints.rotate_secret(session=session, box=box, endpoint_id=endpoint_id)
 
 
 @router.post("/ping", responses=_404)

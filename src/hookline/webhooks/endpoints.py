@@ -12,6 +12,7 @@ from hookline.delivery.sender import Sender
 from hookline.errors import Conflict, NotFound, Unprocessable
 from hookline.events.schemas import AttemptOut
 from hookline.models import Attempt, Delivery, Endpoint, Subscription, utcnow
+from hookline.secretbox import SecretBox
 from hookline.webhooks import headers as custom_headers
 from hookline.webhooks import lifecycle, service, urls
 from hookline.webhooks.schemas import (
@@ -62,13 +63,15 @@ async def get(*, session: AsyncSession, endpoint_id: str) -> EndpointOut:
 
 
 async def update_endpoint(
-    *, session: AsyncSession, endpoint_id: str, patch: EndpointPatch
+    *, session: AsyncSession, sender: Sender, endpoint_id: str, patch: EndpointPatch
 ) -> EndpointOut:
     """Apply the fields given; a changed event list cancels what no event covers any more."""
     endpoint = await load(session, endpoint_id)
     given = patch.model_fields_set
     if patch.url is not None and patch.url != endpoint.url:
-        await _change_url(session, endpoint, urls.check(patch.url))
+        url = urls.check(patch.url)
+        await urls.check_destination(url, sender)
+        await _change_url(session, endpoint, url)
     if patch.events is not None:
         await _change_events(session, endpoint, patch.events)
     if "description" in given:
@@ -135,11 +138,13 @@ async def remove(*, session: AsyncSession, endpoint_id: str) -> None:
     await session.execute(delete(Endpoint).where(Endpoint.id == endpoint_id))
 
 
-async def secret(*, session: AsyncSession, endpoint_id: str) -> str:
-    return (await load(session, endpoint_id)).secret
+async def secret(*, session: AsyncSession, box: SecretBox, endpoint_id: str) -> str:
+    return box.open((await load(session, endpoint_id)).secret)
 
 
-async def rotate_secret(*, session: AsyncSession, endpoint_id: str) -> RotatedSecret:
+async def rotate_secret(
+    *, session: AsyncSession, box: SecretBox, endpoint_id: str
+) -> RotatedSecret:
     """A new secret; the present one keeps signing beside it for 24 hours."""
     endpoint = await load(session, endpoint_id)
     until = utcnow() + ROTATION_OVERLAP
@@ -147,7 +152,7 @@ async def rotate_secret(*, session: AsyncSession, endpoint_id: str) -> RotatedSe
     await session.execute(
         update(Endpoint)
         .where(Endpoint.id == endpoint_id)
-        .values(secret=new_secret, old_secret=endpoint.secret, old_secret_until=until)
+        .values(secret=box.seal(new_secret), old_secret=endpoint.secret, old_secret_until=until)
         .execution_options(synchronize_session=False)
     )
     return RotatedSecret(secret=new_secret, previous_valid_until=until)

@@ -6,12 +6,19 @@ from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from hookline.api import idempotency
-from hookline.api.deps import SenderDep, SessionDep, SessionMakerDep, SettingsDep
+from hookline.api.auth import ADMIN_ONLY
+from hookline.api.deps import (
+    SecretBoxDep,
+    SenderDep,
+    SessionDep,
+    SessionMakerDep,
+    SettingsDep,
+)
 from hookline.api.idempotency import IdempotencyKeyHeader
 from hookline.webhooks import service
 from hookline.webhooks.schemas import PingReport, WebhookIn, WebhookList, WebhookRegistered
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], dependencies=[ADMIN_ONLY])
 
 EventFilter = Annotated[
     str | None, Query(max_length=64, description="Only this event (case-insensitive).")
@@ -34,6 +41,8 @@ async def register_webhook(
     body: WebhookIn,
     session: SessionDep,
     settings: SettingsDep,
+    sender: SenderDep,
+    box: SecretBoxDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> WebhookRegistered | JSONResponse:
     """Subscribe a URL to an event; the answer carries the endpoint's signing secret."""
@@ -44,12 +53,17 @@ async def register_webhook(
         scope=scope,
         key=idempotency_key,
         request=body,
-        restore=service.with_secret(session),
+        restore=service.with_secret(session, box),
     )
     if replayed is not None:
         return replayed
     registered = await service.register(
-        session=session, event=body.event, url=body.url, ping_new=settings.ping_on_create
+        session=session,
+        sender=sender,
+        box=box,
+        event=body.event,
+        url=body.url,
+        ping_new=settings.ping_on_create,
     )
     await idempotency.remember(
         session=session,

@@ -16,6 +16,7 @@ from hookline.errors import Conflict, NotFound
 from hookline.events import service as events
 from hookline.ids import new_id
 from hookline.models import Delivery, Endpoint, Event, Subscription, utcnow
+from hookline.secretbox import SEALED_PREFIX, SecretBox
 from hookline.webhooks import urls
 from hookline.webhooks.schemas import EventUrls, PingEntry, PingReport, WebhookRegistered
 
@@ -33,7 +34,13 @@ def subscribable_event(name: str) -> str:
 
 
 async def register(
-    *, session: AsyncSession, event: str, url: str, ping_new: bool = False
+    *,
+    session: AsyncSession,
+    sender: Sender,
+    box: SecretBox,
+    event: str,
+    url: str,
+    ping_new: bool = False,
 ) -> WebhookRegistered:
     """Subscribe `url` to `event`; one endpoint (id, secret) per URL whatever its events.
 
@@ -41,9 +48,10 @@ async def register(
     """
     event = subscribable_event(event)
     url = urls.check(url)
+    await urls.check_destination(url, sender)
     endpoint = await _endpoint_by_url(session, url)
     if endpoint is None:
-        endpoint, created = await _create_endpoint(session, url)
+        endpoint, created = await _create_endpoint(session, box, url)
         if created and ping_new:
             data = {"message": CREATED_PING_MESSAGE, "webhook_id": endpoint.id, "url": url}
             await events.publish(session=session, event=events.PING, data=data, to=[endpoint.id])
@@ -60,14 +68,16 @@ async def register(
         url=url,
         event=event,
         id=endpoint.id,
-        secret=endpoint.secret,
+        secret=box.open(endpoint.secret),
     )
 
 
-async def _create_endpoint(session: AsyncSession, url: str) -> tuple[Endpoint, bool]:
+async def _create_endpoint(
+    session: AsyncSession, box: SecretBox, url: str
+) -> tuple[Endpoint, bool]:
     """A new endpoint for `url` (True), or the one a concurrent request created in between."""
     endpoint = Endpoint(
-        id=new_id("wh"), url=url, secret=signing.generate_secret(), created_at=utcnow()
+        id=new_id("wh"), url=url, secret=box.seal(signing.generate_secret()), created_at=utcnow()
     )
     try:
         async with session.begin_nested():
@@ -259,7 +269,9 @@ async def _subscription(session: AsyncSession, endpoint_id: str, event: str) -> 
     return (await session.execute(query)).scalar_one_or_none()
 
 
-def with_secret(session: AsyncSession) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+def with_secret(
+    session: AsyncSession, box: SecretBox
+) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
     """For an idempotent replay of a registration: put the endpoint's secret back into the
     stored answer (secrets are not stored with answers)."""
 
@@ -270,6 +282,38 @@ def with_secret(session: AsyncSession) -> Callable[[dict[str, Any]], Awaitable[d
             raise Conflict(
                 f"The webhook '{stored['id']}' this Idempotency-Key registered no longer exists"
             )
-        return stored | {"secret": secret}
+        return stored | {"secret": box.open(secret)}
 
     return restore
+
+
+async def reseal_secrets(session: AsyncSession, box: SecretBox, *, every: bool) -> int:
+    """Seal the secrets stored in plain text (from before sealing), or with `every`, re-seal
+    every secret with the first key (after a key rotation). Returns how many changed."""
+    rows = await session.execute(select(Endpoint.id, Endpoint.secret, Endpoint.old_secret))
+    changed = 0
+    for endpoint_id, secret, old_secret in rows.all():
+        values: dict[str, str] = {}
+        if every or not secret.startswith(SEALED_PREFIX):
+            values["secret"] = box.reseal(secret)
+        if old_secret is not None and (every or not old_secret.startswith(SEALED_PREFIX)):
+            values["old_secret"] = box.reseal(old_secret)
+        if values:
+            await session.execute(
+                update(Endpoint).where(Endpoint.id == endpoint_id).values(**values)
+            )
+            changed += 1
+    return changed
+
+
+async def check_secret_key(session: AsyncSession, box: SecretBox) -> None:
+    """Raise SecretKeyError at start when the key does not open the stored secrets, rather
+    than on the first signature (the newest endpoint's secret stands for all)."""
+    newest = await session.scalar(
+        select(Endpoint.secret)
+        .where(Endpoint.secret.startswith(SEALED_PREFIX))
+        .order_by(Endpoint.id.desc())
+        .limit(1)
+    )
+    if newest is not None:
+        box.open(newest)

@@ -1,7 +1,9 @@
-"""What a webhook URL must look like before it is stored (the address check is in delivery)."""
+"""What a webhook URL must look like before it is stored, and where it may point."""
 
 from urllib.parse import urlsplit
 
+from hookline.delivery import ssrf
+from hookline.delivery.sender import Sender
 from hookline.errors import Unprocessable
 
 
@@ -25,3 +27,15 @@ def check(url: str) -> str:
     if port == 0:
         raise Unprocessable(f"Invalid webhook URL '{url}': port 0 is not a valid port")
     return url
+
+
+async def check_destination(url: str, sender: Sender) -> None:
+    """Raise Unprocessable when webhooks may not go where the URL points (CONTRACT §7)."""
+    try:
+        await sender.check_destination(url)
+    except ssrf.ForbiddenDestination as exc:
+        raise Unprocessable(f"Invalid webhook URL '{url}': {exc}; {ssrf.ALLOW_HINT}") from exc
+    except OSError as exc:
+        raise Unprocessable(
+            f"Invalid webhook URL '{url}': its host does not resolve ({exc.strerror or exc})"
+        ) from exc

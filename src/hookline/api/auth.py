@@ -1,0 +1,132 @@
+"""Bearer tokens (CONTRACT §3): who is calling, and what they may do.
+
+Tokens are random (32 bytes), prefixed `hl_admin_` or `hl_user_`, and stored only as SHA-256
+hashes: a user's in `users.token_hash`, a generated admin token's in `admin_tokens`. A hash
+lookup leaks nothing an attacker could use to guess a token, and the admin hash is compared
+in constant time.
+"""
+
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hookline import migrate
+from hookline.api.deps import SessionDep
+from hookline.config import Settings
+from hookline.errors import Forbidden, Unauthorized
+from hookline.models import AdminToken, User, utcnow
+from hookline.tokens import ADMIN_PREFIX, USER_PREFIX, new_token, token_hash
+
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent the request: the admin, or a user."""
+
+    username: str | None = None  # None for the admin
+
+    @property
+    def is_admin(self) -> bool:
+        return self.username is None
+
+    def may_act_as(self, username: str) -> bool:
+        return self.is_admin or self.username == username.strip().lower()
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="The admin token, or a user's token from `POST /users`.",
+)
+
+
+async def _caller(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None:
+        raise Unauthorized("Missing bearer token: send 'Authorization: Bearer <token>'")
+    hashed = token_hash(credentials.credentials)
+    admin_hash: str | None = request.app.state.admin_token_hash
+    if admin_hash is None:  # not known at start (unmigrated database): look again
+        admin_hash = await session.scalar(select(AdminToken.token_hash).where(AdminToken.id == 1))
+        request.app.state.admin_token_hash = admin_hash
+    if admin_hash is not None and hmac.compare_digest(hashed, admin_hash):
+        return Caller()
+    if credentials.credentials.startswith(USER_PREFIX):
+        username = await session.scalar(select(User.username).where(User.token_hash == hashed))
+        if username is not None:
+            return Caller(username=username)
+    raise Unauthorized("Invalid bearer token")
+
+
+async def _admin(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+    if not caller.is_admin:
+        raise Forbidden("This needs the admin token")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+AdminDep = Annotated[Caller, Depends(_admin)]
+# For routers whose every route is the admin's: `APIRouter(dependencies=[ADMIN_ONLY])`.
+ADMIN_ONLY = Depends(_admin)
+
+
+def require_self(caller: Caller, username: str, what: str) -> None:
+    """Forbidden unless the caller is the admin or the user named."""
+    if not caller.may_act_as(username):
+        raise Forbidden(f"A user may only {what}")
+
+
+async def admin_token_hash(
+    engine: AsyncEngine, settings: Settings
+) -> tuple[str | None, str | None]:
+    """The admin token's hash, and the token itself when it was generated just now.
+
+    A configured HOOKLINE_ADMIN_TOKEN wins. Otherwise the first process to start generates
+    one, stores its hash, and writes the token to `<data dir>/admin-token` (mode 0600).
+    The hash is None while the database is not migrated.
+    """
+    if settings.admin_token is not None:
+        return token_hash(settings.admin_token.get_secret_value()), None
+    if not await migrate.is_current(engine):
+        return None, None
+    async with engine.begin() as conn:
+        stored = await conn.scalar(select(AdminToken.token_hash).where(AdminToken.id == 1))
+    if stored is not None:
+        return stored, None
+    token = new_token(ADMIN_PREFIX)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(AdminToken),
+                {"id": 1, "token_hash": token_hash(token), "created_at": utcnow()},
+            )
+    except IntegrityError:  # another process generated it first
+        async with engine.begin() as conn:
+            stored = await conn.scalar(select(AdminToken.token_hash).where(AdminToken.id == 1))
+        if stored is None:
+            raise
+        return stored, None
+    write_admin_token(settings.data_dir, token)
+    return token_hash(token), token
+
+
+def write_admin_token(data_dir: Path, token: str) -> Path:
+    """Write the token to `<data dir>/admin-token`, readable by its owner only."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / ADMIN_TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(token + "\n")
+    os.chmod(path, 0o600)  # O_CREAT's mode does not apply to a file that was already there
+    return path

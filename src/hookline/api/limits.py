@@ -1,0 +1,212 @@
+"""Request limits as pure ASGI middleware: a body size cap (CONTRACT §4) and a rate limit.
+
+Pure ASGI, not `BaseHTTPMiddleware`: that one buffers and breaks streaming. Each middleware
+answers with `{"detail": ...}` itself and, when it refuses, the app never runs or never gets
+past reading the body, so nothing the request would have written is committed.
+"""
+
+import hashlib
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Liveness and readiness probes must answer however busy a caller is.
+UNLIMITED_PATHS = frozenset({"/health", "/ready"})
+
+_DIGITS = re.compile(rb"[0-9]+")
+
+
+class _BodyTooLarge(Exception):
+    """Raised from `receive()` once the body has passed the limit; never leaves the middleware."""
+
+
+def declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length, None without one; ValueError unless it is one integer."""
+    values = {
+        part.strip()
+        for name, value in scope["headers"]
+        if name.lower() == b"content-length"
+        for part in value.split(b",")
+    }
+    if not values:
+        return None
+    if len(values) > 1:  # repeated or listed with different values: the framing is unknown
+        raise ValueError("conflicting Content-Length values")
+    (value,) = values
+    if not _DIGITS.fullmatch(value):  # int() would take "+5", " 5" and "1_000"
+        raise ValueError("Content-Length is not a non-negative integer")
+    return int(value)
+
+
+def _refusal(detail: str, status_code: int) -> JSONResponse:
+    # The body may still be on the wire, unread: the connection cannot be reused.
+    return JSONResponse(
+        {"detail": detail}, status_code=status_code, headers={"Connection": "close"}
+    )
+
+
+class BodySizeLimit:
+    """413 for a body over `max_bytes`: declared (before the app runs) or counted as it streams."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = 1_048_576) -> None:
+        if max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0")
+        self.app = app
+        self.max_bytes = max_bytes
+        self._detail = f"Request body is larger than {max_bytes} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            length = declared_length(scope)
+        except ValueError:
+            await _refusal("Invalid Content-Length", 400)(scope, receive, send)
+            return
+        if length is not None and length > self.max_bytes:
+            await _refusal(self._detail, 413)(scope, receive, send)
+            return
+
+        received = 0
+        refused = False  # the body passed the limit before the app started its response
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            if refused:
+                raise _BodyTooLarge
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = not started
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:  # whatever the app answers to the failed read (FastAPI: a 400) is dropped
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            # The app may have wrapped our exception (a 400, an ExceptionGroup): any failure
+            # after the refusal is the refusal. Once a response started, the server must abort.
+            if not refused:
+                raise
+        if refused:
+            await _refusal(self._detail, 413)(scope, receive, send)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+def caller_key(scope: Scope) -> str:
+    """Whom a request counts against: a hash of its bearer token, else its client address."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            if scheme.lower() == "bearer" and token:
+                # Hashed: the limiter's memory never holds a usable credential.
+                return "token:" + hashlib.sha256(token.encode("latin-1")).hexdigest()
+            break
+    client = scope.get("client")
+    return "ip:" + (client[0] if client else "unknown")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+class RateLimit:
+    """A token bucket per caller: `burst` requests at once, refilled at `per_second`.
+
+    `per_second <= 0` turns it off. At most `max_buckets` callers are remembered; the least
+    recently seen is forgotten first (it comes back with a full bucket).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        per_second: float,
+        burst: int,
+        max_buckets: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.enabled = per_second > 0
+        if self.enabled and not math.isfinite(per_second):
+            raise ValueError("per_second must be a finite number")
+        if self.enabled and burst < 1:
+            raise ValueError("burst must be >= 1")
+        if max_buckets < 1:
+            raise ValueError("max_buckets must be >= 1")
+        self.per_second = per_second
+        self.burst = burst
+        self.max_buckets = max_buckets
+        self.clock = clock
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._detail = (
+            f"Rate limit exceeded: at most {burst} requests at once"
+            f" and {_number(per_second)} per second"
+        )
+
+    @property
+    def bucket_count(self) -> int:
+        return len(self._buckets)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.enabled or scope["type"] != "http" or _path(scope) in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        wait = self._take(caller_key(scope))
+        if wait is None:
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse(
+            {"detail": self._detail}, status_code=429, headers={"Retry-After": str(wait)}
+        )
+        await response(scope, receive, send)
+
+    def _take(self, key: str) -> int | None:
+        """Spend one token of `key`'s bucket: None if there was one, else seconds to wait."""
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), updated=now)
+            if len(self._buckets) > self.max_buckets:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+            elapsed = max(0.0, now - bucket.updated)  # a clock that steps back refills nothing
+            bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.per_second)
+            bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return None
+        # The epsilon keeps float noise (0.1 per second) from rounding a whole second up.
+        return max(1, math.ceil((1 - bucket.tokens) / self.per_second - 1e-9))
+
+
+def _path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
