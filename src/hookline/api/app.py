@@ -6,6 +6,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp.abc import AbstractResolver
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -96,6 +98,14 @@ def create_app(
         return admin_hash
 
     app = FastAPI(title="hookline", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses a JSON body before it runs dependencies; the caller comes first.
+        refused = await auth.refuse_anonymous(request)
+        if refused is not None:
+            return await _app_error(request, refused)
+        return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:

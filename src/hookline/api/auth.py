@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from hookline import migrate
 from hookline.api.deps import SessionDep
@@ -48,25 +50,54 @@ _bearer = HTTPBearer(
 )
 
 
-async def _caller(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
-    if credentials is None:
-        raise Unauthorized("Missing bearer token: send 'Authorization: Bearer <token>'")
-    hashed = token_hash(credentials.credentials)
+MISSING = "Missing bearer token: send 'Authorization: Bearer <token>'"
+
+
+async def _identify(request: Request, session: AsyncSession, token: str) -> Caller | None:
+    """The caller a token stands for, or None for an unknown one."""
+    hashed = token_hash(token)
     admin_hash: str | None = request.app.state.admin_token_hash
     if admin_hash is None:  # not known at start (unmigrated database): look again
         admin_hash = await session.scalar(select(AdminToken.token_hash).where(AdminToken.id == 1))
         request.app.state.admin_token_hash = admin_hash
     if admin_hash is not None and hmac.compare_digest(hashed, admin_hash):
         return Caller()
-    if credentials.credentials.startswith(USER_PREFIX):
+    if token.startswith(USER_PREFIX):
         username = await session.scalar(select(User.username).where(User.token_hash == hashed))
         if username is not None:
             return Caller(username=username)
-    raise Unauthorized("Invalid bearer token")
+    return None
+
+
+async def _caller(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None:
+        raise Unauthorized(MISSING)
+    caller = await _identify(request, session, credentials.credentials)
+    if caller is None:
+        raise Unauthorized("Invalid bearer token")
+    return caller
+
+
+async def refuse_anonymous(request: Request) -> Unauthorized | None:
+    """For a request refused before its dependencies ran (a body that is not JSON): the 401
+    it should get instead when its route takes a token and it has no valid one, else None."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not _takes_token(route.dependant):
+        return None
+    credentials = await _bearer(request)
+    if credentials is None:
+        return Unauthorized(MISSING)
+    async with request.app.state.sessionmaker() as session:
+        caller = await _identify(request, session, credentials.credentials)
+    return Unauthorized("Invalid bearer token") if caller is None else None
+
+
+def _takes_token(dependant: Dependant) -> bool:
+    return dependant.call is _caller or any(_takes_token(d) for d in dependant.dependencies)
 
 
 async def _admin(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
