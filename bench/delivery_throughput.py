@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
+from hookline import secretbox
 from hookline.config import Settings
 from hookline.db import create_engine, create_sessionmaker
 from hookline.delivery import envelope, signing
@@ -100,11 +101,12 @@ async def hookline_worker(
     )
     engine = create_engine(settings)
     await upgrade(engine)
+    box = secretbox.load(settings)  # secrets sealed at rest, as in production
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker.begin() as session:
         for n, url in enumerate(urls):
             endpoint_id = f"wh_bench{n}"
-            secret = signing.generate_secret()
+            secret = box.seal(signing.generate_secret())
             session.add(Endpoint(id=endpoint_id, url=url, secret=secret, created_at=utcnow()))
             await session.flush()
             session.add(Subscription(endpoint_id=endpoint_id, event=events.USER_REGISTERED))
@@ -113,7 +115,7 @@ async def hookline_worker(
             await events.publish(
                 session=session, event=events.USER_REGISTERED, data={"id": f"usr_{n}"}
             )
-    sender = Sender(timeout=settings.delivery_timeout, concurrency=settings.worker_concurrency)
+    sender = Sender.from_settings(settings, box=box)
     await sender.start()
     worker = Worker(settings=settings, engine=engine, sender=sender)
     async with aiohttp.ClientSession() as session:
