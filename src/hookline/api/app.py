@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp.abc import AbstractResolver
 from fastapi import FastAPI, Request
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline import __version__, migrate, secretbox
 from hookline.api import auth, health
-from hookline.api.limits import BodySizeLimit, RateLimit
+from hookline.api.limits import BodySizeLimit, RateLimit, RefuseNul
 from hookline.config import Settings
 from hookline.db import create_engine, create_sessionmaker
 from hookline.delivery.sender import Sender
@@ -105,7 +106,11 @@ def create_app(
         refused = await auth.refuse_anonymous(request)
         if refused is not None:
             return await _app_error(request, refused)
-        return await request_validation_exception_handler(request, exc)
+        try:
+            return await request_validation_exception_handler(request, exc)
+        except (ValueError, UnicodeError, RecursionError):
+            # The offending input cannot be echoed (NaN, a lone surrogate, deep nesting).
+            return JSONResponse({"detail": plain_errors(exc)}, status_code=422)
 
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
@@ -115,6 +120,8 @@ def create_app(
 
     # The last added runs first: a caller over its rate is refused before anything is read.
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    # A NUL in a path or query value would reach the database (PostgreSQL refuses it).
+    app.add_middleware(RefuseNul)
     app.add_middleware(
         RateLimit,
         per_second=settings.rate_limit_per_second,
@@ -126,3 +133,17 @@ def create_app(
     app.include_router(endpoint_router)
     app.include_router(events_router)
     return app
+
+
+def plain_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """The validation errors without the input they echo, every string made encodable."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return value if isinstance(value, int) else str(value)
+
+    return [
+        {"type": e.get("type"), "loc": [clean(p) for p in e.get("loc", ())], "msg": clean(e["msg"])}
+        for e in exc.errors()
+    ]

@@ -210,3 +210,23 @@ def _path(scope: Scope) -> str:
     if root and path.startswith(root):
         return path[len(root) :] or "/"
     return path
+
+
+class RefuseNul:
+    """400 for a NUL character in the path or the query string: no lookup may carry one
+    (PostgreSQL text cannot hold it, and no id or name contains it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
+        ):
+            response = JSONResponse(
+                {"detail": "NUL characters are not allowed in paths or query values"},
+                status_code=400,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

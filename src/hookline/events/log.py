@@ -131,7 +131,13 @@ async def recover(
 ) -> int:
     """Make the endpoint's failed deliveries created in [since, until) due now; how many."""
     await _require_enabled(session, endpoint_id)
-    window = [Delivery.endpoint_id == endpoint_id, Delivery.status == FAILED]
+    # Pings are one-off checks, never sent again.
+    pings = select(Event.id).where(Event.event == events.PING)
+    window = [
+        Delivery.endpoint_id == endpoint_id,
+        Delivery.status == FAILED,
+        Delivery.event_id.not_in(pings),
+    ]
     window.append(Delivery.created_at >= since)
     if until is not None:
         window.append(Delivery.created_at < until)

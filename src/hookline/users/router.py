@@ -10,6 +10,7 @@ from hookline.api.auth import AdminDep, CallerDep, require_self
 from hookline.api.deps import SessionDep
 from hookline.api.idempotency import IdempotencyKeyHeader
 from hookline.api.pagination import After, Limit, set_next_link
+from hookline.fields import USERNAME_PATTERN
 from hookline.users import service
 from hookline.users.schemas import (
     MessageCreate,
@@ -121,7 +122,7 @@ async def read_messages(
     response: Response,
     session: SessionDep,
     caller: CallerDep,
-    recipient: Annotated[str, Query(min_length=1, max_length=64)],
+    recipient: Annotated[str, Query(min_length=1, max_length=64, pattern=USERNAME_PATTERN)],
     limit: Limit = 100,
     after: After = None,
 ) -> list[MessageOut]:
@@ -141,7 +142,7 @@ async def read_messages(
 
 @router.post("/users/{username}/token", responses={404: {"description": "No such user"}})
 async def issue_token(
-    username: Annotated[str, Path(min_length=1, max_length=64)],
+    username: Annotated[str, Path(min_length=1, max_length=64, pattern=USERNAME_PATTERN)],
     session: SessionDep,
     _admin: AdminDep,
 ) -> UserToken:

@@ -5,9 +5,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from hookline.fields import USERNAME_PATTERN, NoNul
+
 Username = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$"),
+    StringConstraints(min_length=1, max_length=64, pattern=USERNAME_PATTERN),
 ]
 
 
@@ -37,8 +39,8 @@ class UserToken(BaseModel):
 class MessageCreate(Strict):
     sender: Username
     recipient: Username
-    subject: Annotated[str, StringConstraints(max_length=200)] = ""
-    message: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+    subject: Annotated[str, StringConstraints(max_length=200), NoNul] = ""
+    message: Annotated[str, StringConstraints(min_length=1, max_length=10_000), NoNul]
 
 
 class MessageOut(BaseModel):

@@ -1,6 +1,6 @@
 """Request and response bodies of the webhook routes: the original ones and those by id."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -8,11 +8,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
 
 from hookline.events.schemas import AttemptOut
+from hookline.fields import NoNul
 
 EventName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048, strip_whitespace=True)]
@@ -89,11 +91,11 @@ class EndpointPatch(BaseModel):
 
     url: Url | None = None
     events: Annotated[list[EventName], Field(min_length=1, max_length=16)] | None = None
-    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    description: Annotated[str, StringConstraints(max_length=1000), NoNul] | None = None
     headers: dict[str, str] | None = Field(
         default=None, description="Sent with every attempt; replaces the present ones."
     )
-    enabled: bool | None = Field(
+    enabled: StrictBool | None = Field(
         default=None, description="true re-enables a disabled endpoint; false disables it."
     )
 
@@ -121,7 +123,12 @@ class RecoverIn(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> "RecoverIn":
-        if self.until is not None and self.until <= self.since:
+        try:  # the database compares in UTC: a time that has none is refused here
+            since = self.since.astimezone(UTC)
+            until = None if self.until is None else self.until.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("'since' and 'until' must be within years 1 to 9999 in UTC") from exc
+        if until is not None and until <= since:
             raise ValueError("'until' must be later than 'since'")
         return self
 

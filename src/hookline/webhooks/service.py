@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hookline.db import SessionMaker
 from hookline.delivery import envelope, signing
 from hookline.delivery.sender import Outcome, Sender
-from hookline.errors import Conflict, NotFound
+from hookline.errors import Conflict, NotFound, Unprocessable
 from hookline.events import service as events
 from hookline.ids import new_id
 from hookline.models import Delivery, Endpoint, Event, Subscription, utcnow
@@ -93,7 +93,7 @@ async def _create_endpoint(
 async def unregister(*, session: AsyncSession, event: str, url: str) -> None:
     """Unsubscribe `url` from `event` and cancel what was still pending for it."""
     event = subscribable_event(event)
-    endpoint = await _endpoint_by_url(session, url.strip())
+    endpoint = await _endpoint_by_url(session, urls.check(url.strip()))
     subscription = None if endpoint is None else await _subscription(session, endpoint.id, event)
     if endpoint is None or subscription is None:
         raise NotFound(f"Webhook URL '{url}' not found for event '{event}'")
@@ -216,6 +216,11 @@ async def ping(
     It owns two short transactions instead of taking the request's: none may stay open while
     receivers take up to the delivery timeout (on SQLite it would hold the write lock).
     """
+    if data is not None:
+        try:
+            envelope.check_data(data)
+        except ValueError as exc:
+            raise Unprocessable(str(exc)) from exc
     async with sessions.begin() as session:
         listed = await urls_by_event(session=session, event_filter=event_filter)
         pairs = [(entry.event, url) for entry in listed for url in entry.urls]
