@@ -845,3 +845,18 @@ async def test_recover_on_an_unknown_webhook_is_404(api: RunningApp) -> None:
     body = await Log(api.client).post("/webhooks/wh_nope/recover", {"since": since}, expect=404)
 
     assert set(body) == {"detail"}
+
+
+async def test_recover_leaves_failed_pings_alone(api: RunningApp) -> None:
+    log = Log(api.client)
+    registered = await api.client.post("/webhook", json={"event": "*", "url": NOWHERE})
+    hook = registered.json()
+    ping = await log.post(f"/webhooks/{hook['id']}/ping", expect=200)
+    assert ping["attempt"]["error_kind"] == "connection_error"
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+    body = await log.post(f"/webhooks/{hook['id']}/recover", {"since": since})
+    delivery = await log.get(f"/deliveries/{ping['delivery_id']}")
+
+    assert body == {"requeued": 0}
+    assert (delivery["status"], delivery["attempts_made"]) == ("failed", 1)
