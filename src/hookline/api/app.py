@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline import __version__, migrate, secretbox
-from hookline.api import auth, health
+from hookline.api import auth, health, responses
 from hookline.api.limits import BodySizeLimit, RateLimit, RefuseNul
 from hookline.config import Settings
 from hookline.db import create_engine, create_sessionmaker
@@ -98,7 +98,13 @@ def create_app(
             )
         return admin_hash
 
-    app = FastAPI(title="hookline", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="hookline",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses=responses.COMMON,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

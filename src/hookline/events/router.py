@@ -7,10 +7,11 @@ from fastapi import APIRouter, Path, Query, status
 from hookline.api.auth import ADMIN_ONLY
 from hookline.api.deps import SessionDep
 from hookline.api.pagination import Cursor, Page, PageLimit, page
+from hookline.api.responses import AUTH
 from hookline.events import log
 from hookline.events.schemas import DeliveryDetail, EventDetail, EventOut
 
-router = APIRouter(tags=["events"], dependencies=[ADMIN_ONLY])
+router = APIRouter(tags=["events"], dependencies=[ADMIN_ONLY], responses=AUTH)
 
 Id = Annotated[str, Path(min_length=1, max_length=64)]
 

@@ -10,6 +10,7 @@ from hookline.api.auth import AdminDep, CallerDep, require_self
 from hookline.api.deps import SessionDep
 from hookline.api.idempotency import IdempotencyKeyHeader
 from hookline.api.pagination import After, Limit, set_next_link
+from hookline.api.responses import AUTH
 from hookline.fields import USERNAME_PATTERN
 from hookline.users import service
 from hookline.users.schemas import (
@@ -57,7 +58,7 @@ async def register_user(
     return created
 
 
-@router.get("/users")
+@router.get("/users", responses=AUTH)
 async def list_users(
     request: Request,
     response: Response,
@@ -78,7 +79,7 @@ async def list_users(
     "/users/messages",
     status_code=status.HTTP_201_CREATED,
     response_model=MessageOut,
-    responses={**_404, 409: {"description": "Idempotency-Key reused"}},
+    responses={**AUTH, **_404, 409: {"description": "Idempotency-Key reused"}},
 )
 async def send_message(
     body: MessageCreate,
@@ -116,7 +117,7 @@ async def send_message(
     return sent
 
 
-@router.get("/users/messages", responses=_404)
+@router.get("/users/messages", responses={**AUTH, **_404})
 async def read_messages(
     request: Request,
     response: Response,
@@ -140,7 +141,7 @@ async def read_messages(
     return messages
 
 
-@router.post("/users/{username}/token", responses={404: {"description": "No such user"}})
+@router.post("/users/{username}/token", responses={**AUTH, 404: {"description": "No such user"}})
 async def issue_token(
     username: Annotated[str, Path(min_length=1, max_length=64, pattern=USERNAME_PATTERN)],
     session: SessionDep,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from hookline.api.auth import ADMIN_ONLY
 from hookline.api.deps import SecretBoxDep, SenderDep, SessionDep, SessionMakerDep
 from hookline.api.pagination import Cursor, Page, PageLimit, page
+from hookline.api.responses import AUTH
 from hookline.events import log
 from hookline.events.schemas import DeliveryOut, DeliveryStatus
 from hookline.webhooks import endpoints
@@ -20,7 +21,12 @@ from hookline.webhooks.schemas import (
     SecretOut,
 )
 
-router = APIRouter(prefix="/webhooks/{endpoint_id}", tags=["webhooks"], dependencies=[ADMIN_ONLY])
+router = APIRouter(
+    prefix="/webhooks/{endpoint_id}",
+    tags=["webhooks"],
+    dependencies=[ADMIN_ONLY],
+    responses=AUTH,
+)
 
 EndpointId = Annotated[str, Path(min_length=1, max_length=64, description="A `wh_…` id.")]
 _404: dict[int | str, dict[str, Any]] = {404: {"description": "No such webhook"}}

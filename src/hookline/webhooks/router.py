@@ -15,10 +15,11 @@ from hookline.api.deps import (
     SettingsDep,
 )
 from hookline.api.idempotency import IdempotencyKeyHeader
+from hookline.api.responses import AUTH
 from hookline.webhooks import service
 from hookline.webhooks.schemas import PingReport, WebhookIn, WebhookList, WebhookRegistered
 
-router = APIRouter(tags=["webhooks"], dependencies=[ADMIN_ONLY])
+router = APIRouter(tags=["webhooks"], dependencies=[ADMIN_ONLY], responses=AUTH)
 
 EventFilter = Annotated[
     str | None, Query(max_length=64, description="Only this event (case-insensitive).")
