@@ -100,15 +100,25 @@ async def list_deliveries(
 
 
 async def get_delivery(*, session: AsyncSession, delivery_id: str) -> DeliveryDetail:
-    row = (await session.execute(_deliveries().where(Delivery.id == delivery_id))).one_or_none()
-    if row is None:
-        raise NotFound(f"Delivery '{delivery_id}' not found")
-    attempts = await session.execute(
-        select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number)
+    # One statement, so one snapshot: the delivery and its attempts agree (two statements
+    # could see a result recorded in between, on PostgreSQL's read committed).
+    query = (
+        _deliveries()
+        .add_columns(*(getattr(Attempt, name) for name in AttemptOut.model_fields))
+        .outerjoin(Attempt, Attempt.delivery_id == Delivery.id)
+        .where(Delivery.id == delivery_id)
+        .order_by(Attempt.number)
     )
+    rows = [row._asdict() for row in await session.execute(query)]
+    if not rows:
+        raise NotFound(f"Delivery '{delivery_id}' not found")
     return DeliveryDetail(
-        **row._asdict(),
-        attempts=[AttemptOut.model_validate(a) for a in attempts.scalars()],
+        **{name: rows[0][name] for name in DeliveryOut.model_fields},
+        attempts=[
+            AttemptOut.model_validate({name: row[name] for name in AttemptOut.model_fields})
+            for row in rows
+            if row["number"] is not None
+        ],
     )
 
 
