@@ -6,6 +6,7 @@ on PostgreSQL too. Under CI=true a missing PostgreSQL URL fails those tests inst
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -84,11 +85,29 @@ def empty_postgres(postgres_database: str) -> str:
     return postgres_database
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at the newest schema, to copy: migrating costs ~90 ms a test."""
+    path = tmp_path_factory.mktemp("template") / "hookline.db"
+
+    async def upgrade() -> None:
+        engine = create_engine(Settings(_env_file=None, database_url=f"sqlite:///{path}"))
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()  # the last connection checkpoints the WAL into the file
+
+    asyncio.run(upgrade())
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database: a new SQLite file, or the session's PostgreSQL database truncated."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'hookline.db'}"
+        path = tmp_path / "hookline.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        return f"sqlite+aiosqlite:///{path}"
     url: str = request.getfixturevalue("postgres_database")
     _truncate_postgres(url)
     return url
