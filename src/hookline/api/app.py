@@ -1,6 +1,7 @@
 """The app factory: routes, the error handler and a lifespan that owns engine, sender, worker."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline import __version__, migrate, secretbox
@@ -25,6 +28,8 @@ from hookline.users.router import router as users_router
 from hookline.webhooks import service as webhooks
 from hookline.webhooks.endpoint_router import router as endpoint_router
 from hookline.webhooks.router import router as webhooks_router
+
+log = logging.getLogger("hookline.api")
 
 MAX_BODY_BYTES = 1_048_576  # CONTRACT §4: bodies over 1 MiB are refused with 413
 
@@ -117,6 +122,20 @@ def create_app(
         except (ValueError, UnicodeError, RecursionError):
             # The offending input cannot be echoed (NaN, a lone surrogate, deep nesting).
             return JSONResponse({"detail": plain_errors(exc)}, status_code=422)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    @app.exception_handler(OSError)
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        # Nothing was acknowledged: the client may send it again once the database is back.
+        if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError | InterfaceError):
+            raise exc  # a bug, not an outage: a 500
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return JSONResponse(
+            {"detail": "The database is unavailable; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:

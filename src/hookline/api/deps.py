@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hookline.config import Settings
 from hookline.db import SessionMaker
+from hookline.delivery import notify
 from hookline.delivery.sender import Sender
 from hookline.events.service import WAKE_WORKERS
 from hookline.secretbox import SecretBox
@@ -22,6 +23,9 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     async with state.sessionmaker() as session:
         try:
             yield session
+            if session.info.get(WAKE_WORKERS) and session.get_bind().dialect.name == "postgresql":
+                # Delivered at commit, to workers in every process.
+                await session.execute(notify.NOTIFY)
             await session.commit()
         except BaseException:
             await session.rollback()

@@ -24,6 +24,7 @@ COMMON: Responses = {
     413: _error("The body is larger than 1 MiB"),
     422: _error("Invalid input: a reason, or a list of field errors"),
     429: _error("Too many requests from this caller; see Retry-After"),
+    503: _error("The database is unavailable; nothing was done, try again (see Retry-After)"),
 }
 # What routes that take a bearer token may answer besides.
 AUTH: Responses = {

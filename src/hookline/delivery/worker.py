@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline import housekeeping
 from hookline.config import Settings
-from hookline.delivery import envelope, queue, retry
+from hookline.delivery import envelope, notify, queue, retry
 from hookline.delivery.sender import Outcome, Sender
 from hookline.events.service import PING
 from hookline.models import utcnow
@@ -70,6 +70,10 @@ class Worker:
         log.info("worker %s started", self.owner)
         flusher = asyncio.create_task(self._flush_loop())
         housekeeper = asyncio.create_task(self._housekeeping_loop())
+        listener = None
+        if not self._settings.is_sqlite:
+            dsn = notify.asyncpg_dsn(self._settings.resolved_database_url)
+            listener = asyncio.create_task(notify.listen(dsn, self.wake))
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -81,7 +85,9 @@ class Worker:
         finally:
             self._stopping = True
             housekeeper.cancel()  # each prune batch is its own transaction: safe to cut
-            await asyncio.gather(housekeeper, return_exceptions=True)
+            if listener is not None:
+                listener.cancel()
+            await asyncio.gather(housekeeper, *filter(None, [listener]), return_exceptions=True)
             in_flight = await self._drain()
             # The flusher is told to stop, never cancelled: a cancel mid-flush would drop the
             # batch it holds.

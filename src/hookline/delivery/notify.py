@@ -1,0 +1,49 @@
+"""Waking workers in other processes on PostgreSQL: NOTIFY at commit, LISTEN in the worker.
+
+NOTIFY inside a transaction is delivered when (and only if) it commits, so a worker never
+wakes for deliveries it cannot see yet. Polling stays as the fallback: a lost notification
+delays a delivery by at most the poll interval.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import TextClause, text
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("hookline.notify")
+
+CHANNEL = "hookline_wake"
+NOTIFY: TextClause = text(f"NOTIFY {CHANNEL}")
+RECONNECT_AFTER = 1.0  # seconds, after the listening connection was lost
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The plain libpq form of a SQLAlchemy PostgreSQL URL, for asyncpg.connect."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+async def listen(dsn: str, wake: Callable[[], None]) -> None:
+    """Call `wake` for every notification until cancelled; reconnect when the line drops."""
+    while True:
+        try:
+            await _listen_once(dsn, wake)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("cannot listen for wake-ups (%s); polling until it can", exc)
+        await asyncio.sleep(RECONNECT_AFTER)
+
+
+async def _listen_once(dsn: str, wake: Callable[[], None]) -> None:
+    lost = asyncio.Event()
+    conn = await asyncpg.connect(dsn)
+    try:
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(CHANNEL, lambda *_args: wake())
+        wake()  # deliveries may have been published while no one listened
+        await lost.wait()
+        log.warning("the wake-up connection was lost; reconnecting")
+    finally:
+        await conn.close(timeout=1)
