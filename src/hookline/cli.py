@@ -66,9 +66,27 @@ def serve() -> None:
 
 
 @app.command()
-def api() -> None:
+def api(
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes sharing the port (uvicorn workers).")
+    ] = 1,
+) -> None:
     """The API alone; run workers with `hookline worker`."""
-    _serve_http(_settings(), run_worker=False)
+    settings = _settings()  # a bad setting stops it here, in one line
+    if workers == 1:
+        _serve_http(settings, run_worker=False)
+        return
+    # Each uvicorn worker process builds its app from the environment, as this one did.
+    uvicorn.run(
+        "hookline.api.app:create_app_from_environment",
+        factory=True,
+        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+    )
 
 
 @app.command()

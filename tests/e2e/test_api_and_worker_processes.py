@@ -5,6 +5,7 @@ stops on SIGTERM by finishing the attempt in flight and recording it, then exits
 """
 
 import time
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -93,3 +94,48 @@ async def test_api_and_worker_processes_deliver_and_stop_cleanly(
     # attempt that was in flight at SIGTERM included (finished, not abandoned).
     assert statuses == [("succeeded", 1, 1)] * 3
     assert stopped_after < 5
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+async def test_api_with_several_uvicorn_workers_serves_and_stops(
+    empty_postgres: str, tmp_path, receiver: Receiver
+) -> None:
+    port = free_port()
+    env = role_env(empty_postgres, port)
+    with (
+        ServeProcess(tmp_path, env=env, port=port, command="api", args=["--workers", "2"]) as api,
+        ServeProcess(tmp_path, env=env, port=port, command="worker") as worker,
+    ):
+        await api.start()
+        worker.spawn()
+        children = children_of(api.pid)
+        async with httpx.AsyncClient(
+            base_url=api.base_url, timeout=10, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as client:
+            hook = await client.post(
+                "/webhook", json={"event": "user_registered", "url": receiver.url("/hook")}
+            )
+            assert hook.status_code == 201, hook.text
+            for n in range(20):
+                created = await client.post("/users", json={"username": f"user{n}"})
+                assert created.status_code == 201, created.text
+            await receiver.wait_for(20, path="/hook", timeout=15)
+        api_exit = await api.terminate(timeout=15)
+        worker_exit = await worker.terminate(timeout=15)
+
+    # uvicorn's supervisor, its worker processes (and the resource tracker it may spawn).
+    assert len(children) >= 2, children
+    assert len({r.headers["webhook-id"] for r in receiver.at("/hook")}) == 20
+    assert (api_exit, worker_exit) == (0, 0)

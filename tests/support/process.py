@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -44,8 +45,15 @@ class ServeProcess:
     """`python -m hookline <command>` in `workdir`, restartable, its output in one log file."""
 
     def __init__(
-        self, workdir: Path, *, env: dict[str, str], port: int, command: str = "serve"
+        self,
+        workdir: Path,
+        *,
+        env: dict[str, str],
+        port: int,
+        command: str = "serve",
+        args: Sequence[str] = (),
     ) -> None:
+        self.args = list(args)
         self.workdir = workdir
         self.env = env
         self.port = port
@@ -99,7 +107,7 @@ class ServeProcess:
         self._log.write(f"=== start #{self.starts}: hookline {self.command} ===\n".encode())
         self._log.flush()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "hookline", self.command],
+            [sys.executable, "-m", "hookline", self.command, *self.args],
             cwd=self.workdir,
             env=self.env,
             stdin=subprocess.DEVNULL,

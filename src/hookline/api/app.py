@@ -160,6 +160,11 @@ def create_app(
     return app
 
 
+def create_app_from_environment() -> FastAPI:
+    """The API from HOOKLINE_* settings: for `hookline api --workers N`, one per process."""
+    return create_app(Settings())
+
+
 def plain_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """The validation errors without the input they echo, every string made encodable."""
 
