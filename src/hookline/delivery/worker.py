@@ -72,8 +72,8 @@ class Worker:
         housekeeper = asyncio.create_task(self._housekeeping_loop())
         listener = None
         if not self._settings.is_sqlite:
-            dsn = notify.asyncpg_dsn(self._settings.resolved_database_url)
-            listener = asyncio.create_task(notify.listen(dsn, self.wake))
+            connect = notify.connect_args(self._engine)
+            listener = asyncio.create_task(notify.listen(connect, self.wake))
         try:
             while not self._stopping:
                 self._wake.clear()
