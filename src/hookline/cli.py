@@ -96,6 +96,8 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
+    from sqlalchemy.exc import DBAPIError
+
     from hookline import migrate, secretbox
     from hookline.db import create_engine, create_sessionmaker
     from hookline.delivery.sender import Sender
@@ -104,7 +106,12 @@ async def _run_worker(settings: Settings) -> None:
 
     engine = create_engine(settings)
     box = secretbox.load(settings)
-    if await migrate.is_current(engine):  # else the API migrates it, later
+    try:
+        current = await migrate.is_current(engine)
+    except (OSError, DBAPIError):
+        current = False  # the database is down: the worker waits for it, polling
+        logging.getLogger("hookline.worker").warning("the database is unreachable at start")
+    if current:  # else the API migrates it, later
         async with create_sessionmaker(engine).begin() as session:
             await check_secret_key(session, box)
     sender = Sender.from_settings(settings, box=box)

@@ -128,7 +128,7 @@ def create_app(
     @app.exception_handler(OSError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         # Nothing was acknowledged: the client may send it again once the database is back.
-        if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError | InterfaceError):
+        if not _is_outage(exc):
             raise exc  # a bug, not an outage: a 500
         log.warning("database unavailable: %s", type(exc).__name__)
         return JSONResponse(
@@ -158,6 +158,25 @@ def create_app(
     app.include_router(endpoint_router)
     app.include_router(events_router)
     return app
+
+
+# What asyncpg raises while PostgreSQL shuts down, starts up, or drops a connection mid-query.
+_OUTAGE_ERRORS = frozenset(
+    {"CannotConnectNowError", "ConnectionDoesNotExistError", "InternalClientError"}
+)
+
+
+def _is_outage(exc: Exception) -> bool:
+    """Whether a database error means it cannot be reached now (503), not a bug (500)."""
+    if not isinstance(exc, DBAPIError):
+        return True  # a refused connection (OSError), a pool timeout
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    code = str(getattr(exc.orig, "sqlstate", None) or "")
+    if code.startswith(("08", "57P")):  # connection exception; operator intervention
+        return True
+    cause = getattr(exc.orig, "__cause__", None) or exc.orig
+    return type(cause).__name__ in _OUTAGE_ERRORS
 
 
 def create_app_from_environment() -> FastAPI:
