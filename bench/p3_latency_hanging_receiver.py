@@ -92,6 +92,7 @@ async def main(args: argparse.Namespace) -> Result:
     quiet = Hookline("serve", data_dir=quiet_dir)
     hanging = Hookline("serve", data_dir=hang_dir)
     samples: dict[str, list[float]] = {"none": [], "hang": []}
+    per_round: dict[str, list[float]] = {"none": [], "hang": []}
     try:
         async with Sink() as sink:
             await quiet.start()
@@ -108,8 +109,10 @@ async def main(args: argparse.Namespace) -> Result:
             await phase(quiet, args.rate, 1.0)  # warm-up, not counted
             await phase(hanging, args.rate, 1.0)
             for _ in range(args.rounds):
-                samples["none"] += await phase(quiet, args.rate, args.seconds)
-                samples["hang"] += await phase(hanging, args.rate, args.seconds)
+                for name, server in (("none", quiet), ("hang", hanging)):
+                    got = await phase(server, args.rate, args.seconds)
+                    samples[name] += got
+                    per_round[name].append(round(1000 * percentile(got, 99), 1))
             # Not counted: the hanging one once more, profiled (CPU; py-spy if installed).
             async with Profile(hanging.pid) as profiled_hang:
                 await phase(hanging, args.rate, 4.0)
@@ -137,6 +140,9 @@ async def main(args: argparse.Namespace) -> Result:
             "backlog_queued_for_hanging_endpoint_before_run": args.backlog,
             "no_receiver_ms": summary(samples["none"]),
             "hanging_receiver_ms": summary(samples["hang"]),
+            "p99_ms_per_round (none / hanging)": [
+                f"{a:g} / {b:g}" for a, b in zip(per_round["none"], per_round["hang"], strict=True)
+            ],
             "requests_held_by_sink_at_end": hung,
             "profile_hanging (extra 4 s, not counted)": profiled_hang.summary,
             "profile_none (extra 4 s, not counted)": profiled_quiet.summary,

@@ -9,7 +9,8 @@ benchmark (method, numbers, plot, and for a missed goal what bounds it) and the 
     .venv/bin/python bench/run_all.py [--quick] [--only p1,p3] [--no-postgres] [--rewrite]
 
 The results are also kept in $TMPDIR/hookline-bench-results.json; `--rewrite` writes the doc
-and plots again from them without running anything.
+and plots again from them without running anything, and `--only` replaces just the named
+benchmarks' results in them (the others stay as they were, with their load notes).
 """
 
 import argparse
@@ -610,7 +611,8 @@ def write_doc(
     for r in results:
         la = r.get("context", {}).get("load_1min_before_after")
         if la:
-            w(f"  - {r['key']}: {la[0]:.2f} → {la[1]:.2f} ({r['wall_s']} s)")
+            when = f"{r['wall_s']} s from {r['before']['at']}"
+            w(f"  - {r['key']}: {la[0]:.2f} → {la[1]:.2f} ({when})")
     w(
         "- busiest processes when the run started (`ps --sort=-pcpu`; CPU% is averaged over "
         "each process's life):\n"
@@ -681,6 +683,13 @@ def main() -> None:
                 extra = [e for e in extra if e != "--postgres"]
             results.append(run_one(key, script, extra, args.quick, Path(tmp) / f"{key}.json"))
     end = snapshot()
+    if args.only and saved.exists():  # rerun some: keep the last run's results for the rest
+        kept = json.loads(saved.read_text())
+        fresh = {r["key"]: r for r in results}
+        order = [b[0] for b in BENCHMARKS]
+        merged = {r["key"]: r for r in kept["results"]} | fresh
+        results = sorted(merged.values(), key=lambda r: order.index(r["key"]))
+        start = kept["start"]
     saved.write_text(json.dumps({"results": results, "start": start, "end": end}))
     write_doc(results, plots(results), start, end, args)
 
