@@ -14,6 +14,7 @@ to its thread and back).
 """
 
 import argparse
+import shutil
 import sqlite3
 import statistics
 import time
@@ -164,6 +165,7 @@ async def main(args: argparse.Namespace) -> Result:
     costs["SELECT 1: SQLAlchemy async session + commit"] = await cpu_per_call(sa_session, n, reps)
     await engine.dispose()
     await bare.aclose()
+    shutil.rmtree(data_dir, ignore_errors=True)
     for name, ms in costs.items():
         print(f"{name:48s} {ms:7.3f} ms CPU")
     route = costs["POST /users/messages, 3 endpoints"]
