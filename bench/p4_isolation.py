@@ -8,7 +8,8 @@ request and never answers (until the run is over), so the worker keeps 4 attempt
 and its backlog due. Measured: deliveries/s to the healthy endpoints, at the sink, from the
 first arrival to the last (all healthy: 10 x events; one hanging: 9 x events). The two
 conditions alternate for `--rounds` rounds; the ratio is of the means. Also sampled: the
-worker's attempts in flight, every 20 ms (its cap is 64), and this process's CPU.
+worker's attempts in flight, every 20 ms (its cap is 64), this process's CPU, and how many
+deliveries each claim returns (queue.claim wrapped to count).
 
     .venv/bin/python bench/p4_isolation.py [--quick] [--events 1000] [--rounds 3]
 """
@@ -18,13 +19,14 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import Result, Sink, mean, parse_args, rate, run, temp_dir
 
 from hookline import secretbox
 from hookline.config import Settings
 from hookline.db import create_engine, create_sessionmaker
-from hookline.delivery import signing
+from hookline.delivery import queue, signing
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
 from hookline.events import service as events
@@ -32,6 +34,20 @@ from hookline.migrate import upgrade
 from hookline.models import Endpoint, Subscription, utcnow
 
 ENDPOINTS = 10
+
+CLAIMS: list[int] = []  # deliveries returned by each claim of the current run
+
+
+def count_claims() -> None:
+    """Wrap queue.claim (which the worker calls) to count claims and what each returns."""
+    claim = queue.claim
+
+    async def counted(*args: Any, **kwargs: Any) -> list[queue.Claimed]:
+        claimed = await claim(*args, **kwargs)
+        CLAIMS.append(len(claimed))
+        return claimed
+
+    queue.claim = counted  # type: ignore[assignment]
 
 
 async def condition(sink: Sink, events_n: int, *, hang: bool) -> tuple[float, float, float]:
@@ -61,6 +77,7 @@ async def condition(sink: Sink, events_n: int, *, hang: bool) -> tuple[float, fl
         worker = Worker(settings=settings, engine=engine, sender=sender)
         await sink.reset()
         cpu = time.process_time()
+        CLAIMS.clear()
         task = asyncio.create_task(worker.run())
         in_flight: list[int] = []
 
@@ -79,7 +96,8 @@ async def condition(sink: Sink, events_n: int, *, hang: bool) -> tuple[float, fl
             await sink.release()
             await task
             await sender.close()
-        return rate(healthy, stats), cpu, sum(in_flight) / max(1, len(in_flight))
+        per_claim = sum(CLAIMS) / max(1, len(CLAIMS))
+        return rate(healthy, stats), cpu, sum(in_flight) / max(1, len(in_flight)), per_claim
     finally:
         await engine.dispose()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -92,16 +110,20 @@ async def main(args: argparse.Namespace) -> Result:
     hanging: list[float] = []
     cpu: dict[str, list[float]] = {"healthy": [], "hanging": []}
     in_flight: dict[str, list[float]] = {"healthy": [], "hanging": []}
+    per_claim: dict[str, list[float]] = {"healthy": [], "hanging": []}
+    count_claims()
     async with Sink() as sink:
         for _ in range(args.rounds):
-            per_s, seconds, flying = await condition(sink, args.events, hang=False)
+            per_s, seconds, flying, each = await condition(sink, args.events, hang=False)
             healthy.append(per_s)
             cpu["healthy"].append(seconds)
             in_flight["healthy"].append(flying)
-            per_s, seconds, flying = await condition(sink, args.events, hang=True)
+            per_claim["healthy"].append(each)
+            per_s, seconds, flying, each = await condition(sink, args.events, hang=True)
             hanging.append(per_s)
             cpu["hanging"].append(seconds)
             in_flight["hanging"].append(flying)
+            per_claim["hanging"].append(each)
     return Result(
         key="p4",
         title="P4 healthy deliveries/s with 1 of 10 endpoints hanging ÷ all 10 healthy",
@@ -113,6 +135,7 @@ async def main(args: argparse.Namespace) -> Result:
             "all_healthy_deliveries_per_s": [round(r) for r in healthy],
             "one_hanging_healthy_deliveries_per_s": [round(r) for r in hanging],
             "mean_attempts_in_flight_of_64": {k: round(mean(v), 1) for k, v in in_flight.items()},
+            "deliveries_per_claim": {k: round(mean(v), 1) for k, v in per_claim.items()},
             "worker_cpu_s_per_1000_healthy_deliveries": {
                 "all healthy": round(1000 * mean(cpu["healthy"]) / (args.events * ENDPOINTS), 3),
                 "one hanging": round(
