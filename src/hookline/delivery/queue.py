@@ -154,7 +154,7 @@ async def claim(
     At most `per_endpoint` of them go to one endpoint, and none to `skip_endpoints`.
     """
     now = utcnow()
-    postgres = _is_postgres(db)
+    postgres = is_postgres(db)
     params: dict[str, Any] = {
         "now": now,
         "until": now + timedelta(seconds=lease_seconds),
@@ -230,7 +230,7 @@ async def complete(db: Db, *, owner: str, finished: Sequence[Finished]) -> list[
     """
     if not finished:
         return []
-    postgres = _is_postgres(db)
+    postgres = is_postgres(db)
     ids = [item.delivery_id for item in finished]
     held = set((await db.execute(_held(postgres), {"ids": ids, "owner": owner})).scalars())
     mine = [item for item in finished if item.delivery_id in held]
@@ -275,6 +275,6 @@ async def release(db: Db, *, owner: str, delivery_ids: Collection[str]) -> None:
         await db.execute(_release(), {"ids": list(delivery_ids), "owner": owner})
 
 
-def _is_postgres(db: Db) -> bool:
+def is_postgres(db: Db) -> bool:
     dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
     return dialect.name == "postgresql"

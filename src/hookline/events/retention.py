@@ -12,9 +12,9 @@ from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, delete, exists, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hookline.delivery.queue import PENDING, Db
+from hookline.delivery.queue import PENDING, Db, is_postgres
 from hookline.models import Attempt, Delivery, Event, UTCDateTime
 
 log = logging.getLogger("hookline.retention")
@@ -70,7 +70,7 @@ async def prune_batch(db: Db, *, before: datetime, batch_size: int) -> int:
 
     Their attempts and deliveries go with them. Returns how many events were deleted.
     """
-    postgres = _is_postgres(db)
+    postgres = is_postgres(db)
     found = await db.execute(_old_events(postgres), {"before": before, "batch_size": batch_size})
     ids: Sequence[str] = found.scalars().all()
     if ids and postgres:
@@ -112,8 +112,3 @@ async def prune(
 def cutoff(retention_days: int, now: datetime) -> datetime:
     """The creation time before which events are pruned."""
     return now - timedelta(days=retention_days)
-
-
-def _is_postgres(db: Db) -> bool:
-    dialect = db.dialect if isinstance(db, AsyncConnection) else db.get_bind().dialect
-    return dialect.name == "postgresql"
