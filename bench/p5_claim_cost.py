@@ -19,7 +19,7 @@ schema, 10 endpoints, one event per 10 deliveries, in three shapes:
 The ratio is the larger of history's and backlog's. The RSS is of `hookline worker` (a real
 process) delivering the 1,000,000-row backlog to the sink for `--rss-seconds`, sampled every
 0.25 s (peak VmRSS; VmHWM is the kernel's peak); the same on the 10,000-row table is the
-baseline. With `--postgres` the history and backlog shapes are also measured on PostgreSQL
+baseline. With `--postgres` all three shapes are also measured on PostgreSQL
 (database `hookline_bench`, created and dropped for each table, filled by COPY, then ANALYZE
 as autovacuum would; one database at a time, so not interleaved).
 
@@ -243,10 +243,10 @@ async def worker_rss(sink: Sink, data_dir: Path, seconds: float) -> dict[str, fl
 async def postgres_costs(
     sizes: list[int], claims: int, sink_base: str
 ) -> dict[str, dict[int, float]]:
-    """Claim + complete medians (ms) on PostgreSQL for the history and backlog shapes."""
+    """Claim + complete medians (ms) on PostgreSQL for each shape."""
     import pg_bench  # only with --postgres
 
-    costs: dict[str, dict[int, float]] = {"history": {}, "backlog": {}}
+    costs: dict[str, dict[int, float]] = {"history": {}, "backlog": {}, "skip": {}}
     for shape in costs:
         for size in sizes:
             data_dir = temp_dir("p5-pg")
@@ -254,7 +254,7 @@ async def postgres_costs(
                 settings = await pg_bench.fresh_database(data_dir)
                 made = rows(size, shape, datetime.now(UTC) - timedelta(days=1))
                 await pg_bench.fill(settings, made, ENDPOINTS, sink_base)
-                bench = ClaimBench(settings)
+                bench = ClaimBench(settings, skip=shape == "skip")
                 try:
                     await interleaved([bench], claims)
                 finally:

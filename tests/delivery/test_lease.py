@@ -2,12 +2,18 @@
 
 import asyncio
 import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, update
 
 from hookline.config import Settings
 from hookline.db import SessionMaker
 from hookline.delivery import queue
 from hookline.delivery.sender import Outcome
-from hookline.models import utcnow
+from hookline.ids import new_id
+from hookline.models import Delivery, Endpoint, Event, utcnow
 from tests.delivery.helpers import (
     attempts_of,
     delivery,
@@ -215,3 +221,123 @@ async def test_claim_takes_at_most_the_cap_per_endpoint_and_fills_up_from_others
     by_endpoint = [c.endpoint_id for c in claimed]
     assert by_endpoint.count(busy["id"]) == 2
     assert [c.endpoint_id for c in skipping] == [quiet["id"]]
+
+
+async def _seed_due(
+    sessionmaker: SessionMaker, plan: dict[str, list[tuple[float, str]]]
+) -> dict[str, list[str]]:
+    """Endpoints with deliveries (seconds from now they fall due, status), ids in plan order."""
+    now = utcnow()
+    ids: dict[str, list[str]] = {}
+    async with sessionmaker.begin() as session:
+        published = Event(id=new_id("evt"), event="user_registered", payload={}, created_at=now)
+        session.add(published)
+        for name, deliveries in plan.items():
+            endpoint = Endpoint(
+                id=new_id("wh"), url=f"http://127.0.0.1:9/{name}", secret="s", created_at=now
+            )
+            session.add(endpoint)
+            await session.flush()
+            ids[name] = []
+            for offset, status in deliveries:
+                row = Delivery(
+                    id=new_id("dlv"),
+                    event_id=published.id,
+                    endpoint_id=endpoint.id,
+                    status=status,
+                    next_attempt_at=now + timedelta(seconds=offset),
+                    created_at=now,
+                )
+                session.add(row)
+                ids[name].append(row.id)
+            await session.flush()
+    return ids
+
+
+async def test_claim_passing_over_full_endpoints_takes_each_other_endpoints_oldest_due(
+    settings: Settings,
+) -> None:
+    """With endpoints skipped the claim probes each other endpoint (not the due backlog)."""
+    plan: dict[str, list[tuple[float, str]]] = {
+        "hanging": [(-1000 + n, queue.PENDING) for n in range(200)],
+        "a": [(-50, queue.PENDING), (-40, queue.PENDING), (-30, queue.PENDING), (-5, "failed")],
+        "b": [(-45, queue.PENDING), (60, queue.PENDING)],  # the second is not due yet
+        "c": [(-35, queue.PENDING), (-20, queue.PENDING)],
+        "skipped_too": [(-900, queue.PENDING)],
+    }
+    async with running_app(settings) as running:
+        sessionmaker = running.app.state.sessionmaker
+        ids = await _seed_due(sessionmaker, plan)
+        # c's oldest is leased to a live worker: not due for anyone else.
+        async with sessionmaker.begin() as session:
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id == ids["c"][0])
+                .values(lease_owner="other", lease_until=utcnow() + timedelta(seconds=30))
+            )
+        endpoint_of = {i: name for name, rows in ids.items() for i in rows}
+
+        async def claim_skipping(owner: str, limit: int) -> list[str]:
+            async with sessionmaker.begin() as session:
+                claimed = await queue.claim(
+                    session,
+                    owner=owner,
+                    limit=limit,
+                    lease_seconds=30,
+                    per_endpoint=2,
+                    skip_endpoints=[
+                        (await delivery(sessionmaker, ids[name][0])).endpoint_id
+                        for name in ("hanging", "skipped_too")
+                    ],
+                )
+            return [item.delivery_id for item in claimed]
+
+        first = await claim_skipping("w1", limit=3)
+        rest = await claim_skipping("w2", limit=10)
+        leased = {i: (await delivery(sessionmaker, i)).lease_owner for i in first + rest}
+
+    # Oldest due first across endpoints, at most 2 of each.
+    assert first == [ids["a"][0], ids["b"][0], ids["a"][1]]
+    # The second claim: a's leased two no longer count, c's oldest is leased elsewhere, b's
+    # second is not due, nothing of the skipped endpoints, nothing not pending.
+    assert rest == [ids["a"][2], ids["c"][1]]
+    assert {endpoint_of[i] for i in first + rest} == {"a", "b", "c"}
+    assert [leased[i] for i in first + rest] == ["w1"] * 3 + ["w2"] * 2
+
+
+async def test_claim_passing_over_an_endpoint_uses_the_per_endpoint_index(
+    settings: Settings,
+) -> None:
+    """A plan check (SQLite's, which is deterministic): the skipped backlog is never walked."""
+    if not settings.is_sqlite:
+        pytest.skip("PostgreSQL's planner picks by table statistics; the bench measures it")
+    async with running_app(settings) as running:
+        sessionmaker = running.app.state.sessionmaker
+        await _seed_due(sessionmaker, {"hanging": [(-10, queue.PENDING)] * 50})
+        engine = running.app.state.engine
+        executed: list[tuple[str, Any]] = []
+
+        def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            if statement.startswith("UPDATE deliveries SET lease_owner"):
+                executed.append((statement, parameters))
+
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            async with sessionmaker.begin() as session:
+                await queue.claim(
+                    session,
+                    owner="w",
+                    limit=5,
+                    lease_seconds=30,
+                    per_endpoint=2,
+                    skip_endpoints=["wh_x"],
+                )
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+        [(statement, parameters)] = executed
+        async with engine.connect() as connection:
+            plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            details = " | ".join(str(row[-1]) for row in plan)
+
+    assert "ix_deliveries_endpoint_pending" in details
+    assert "ix_deliveries_due" not in details

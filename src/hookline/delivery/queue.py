@@ -19,8 +19,10 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    literal_column,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -73,23 +75,40 @@ CANDIDATES_PER_SLOT = 4
 # expressions costs more than running them, and these run for every batch the worker handles.
 _deliveries = cast(Table, Delivery.__table__)
 _attempts = cast(Table, Attempt.__table__)
+_endpoints = cast(Table, Endpoint.__table__)
+
+
+def _due(table: Any) -> list[Any]:
+    now = bindparam("now", type_=UTCDateTime())
+    return [
+        # A literal, so that the planner sees it implies ix_deliveries_endpoint_pending's WHERE.
+        table.c.status == literal_column(f"'{PENDING}'"),
+        table.c.next_attempt_at <= now,
+        or_(table.c.lease_until.is_(None), table.c.lease_until <= now),
+    ]
+
+
+def _leasing(chosen: Select[Any]) -> Update:
+    return (
+        update(_deliveries)
+        .where(_deliveries.c.id.in_(chosen))
+        .values(
+            lease_owner=bindparam("owner"),
+            lease_until=bindparam("until", type_=UTCDateTime()),
+        )
+        .returning(_deliveries.c.id)
+    )
 
 
 @cache
-def _lease_due(postgres: bool, skipping: bool) -> Update:
-    now = bindparam("now", type_=UTCDateTime())
+def _lease_oldest(postgres: bool) -> Update:
+    """The oldest due rows across endpoints, through ix_deliveries_due: O(limit)."""
     due = (
-        select(Delivery.id, Delivery.endpoint_id, Delivery.next_attempt_at)
-        .where(
-            Delivery.status == PENDING,
-            Delivery.next_attempt_at <= now,
-            or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
-        )
-        .order_by(Delivery.next_attempt_at)
+        select(_deliveries.c.id, _deliveries.c.endpoint_id, _deliveries.c.next_attempt_at)
+        .where(*_due(_deliveries))
+        .order_by(_deliveries.c.next_attempt_at)
         .limit(bindparam("candidates"))
     )
-    if skipping:
-        due = due.where(Delivery.endpoint_id.not_in(bindparam("skip", expanding=True)))
     if postgres:
         due = due.with_for_update(skip_locked=True)
     candidates = due.subquery("candidates")
@@ -105,15 +124,52 @@ def _lease_due(postgres: bool, skipping: bool) -> Update:
         .order_by(ranked.c.next_attempt_at)
         .limit(bindparam("limit"))
     )
-    return (
-        update(_deliveries)
-        .where(_deliveries.c.id.in_(chosen))
-        .values(
-            lease_owner=bindparam("owner"),
-            lease_until=bindparam("until", type_=UTCDateTime()),
+    return _leasing(chosen)
+
+
+@cache
+def _lease_per_endpoint(postgres: bool) -> Update:
+    """The oldest due rows of each endpoint not skipped, through ix_deliveries_endpoint_pending.
+
+    Used when endpoints are skipped: the due index would have to walk a skipped endpoint's
+    whole backlog (a hanging receiver's can be most of the table), while this probes each
+    other endpoint once, so it costs O(endpoints), whatever the backlog.
+    """
+    not_skipped = _endpoints.c.id.not_in(bindparam("skip", expanding=True))
+    if postgres:
+        probe = (
+            select(_deliveries.c.id, _deliveries.c.next_attempt_at)
+            .where(_deliveries.c.endpoint_id == _endpoints.c.id, *_due(_deliveries))
+            .order_by(_deliveries.c.next_attempt_at)
+            .limit(bindparam("per_endpoint"))
+            .with_for_update(skip_locked=True)
+            .lateral("due")
         )
-        .returning(_deliveries.c.id)
+        chosen = (
+            select(probe.c.id)
+            .select_from(_endpoints.join(probe, true()))
+            .where(not_skipped)
+            .order_by(probe.c.next_attempt_at)
+            .limit(bindparam("limit"))
+        )
+        return _leasing(chosen)
+    # SQLite has no LATERAL; a correlated IN runs the same probe per endpoint.
+    inner = _deliveries.alias("inner")
+    probe_ids = (
+        select(inner.c.id)
+        .where(inner.c.endpoint_id == _endpoints.c.id, *_due(inner))
+        .order_by(inner.c.next_attempt_at)
+        .limit(bindparam("per_endpoint"))
+        .correlate(_endpoints)
     )
+    chosen = (
+        select(_deliveries.c.id)
+        .select_from(_endpoints.join(_deliveries, _deliveries.c.id.in_(probe_ids)))
+        .where(not_skipped)
+        .order_by(_deliveries.c.next_attempt_at)
+        .limit(bindparam("limit"))
+    )
+    return _leasing(chosen)
 
 
 @cache
@@ -165,7 +221,8 @@ async def claim(
     }
     if skip_endpoints:
         params["skip"] = list(skip_endpoints)
-    leased = await db.execute(_lease_due(postgres, bool(skip_endpoints)), params)
+    lease = _lease_per_endpoint(postgres) if skip_endpoints else _lease_oldest(postgres)
+    leased = await db.execute(lease, params)
     ids = leased.scalars().all()
     if not ids:
         return []
