@@ -272,6 +272,7 @@ ROWS = [
     Row("GET", "/docs", PUBLIC, 200, plain("/docs")),
     Row("GET", "/docs/oauth2-redirect", PUBLIC, 200, plain("/docs/oauth2-redirect")),
     Row("GET", "/redoc", PUBLIC, 200, plain("/redoc")),
+    Row("GET", "/metrics", ADMIN_ONLY, 200, plain("/metrics")),
     Row("POST", "/users", PUBLIC, 201, new_user),
     Row("GET", "/users", USERS, 200, plain("/users")),
     Row("POST", "/users/messages", AS_ALICE, 201, message_from_alice),

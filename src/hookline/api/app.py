@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline import __version__, migrate, secretbox
-from hookline.api import auth, health, responses
+from hookline.api import auth, health, metrics, responses
 from hookline.api.limits import BodySizeLimit, RateLimit, RefuseNul
 from hookline.config import Settings
 from hookline.db import create_engine, create_sessionmaker
@@ -153,6 +153,7 @@ def create_app(
         burst=settings.rate_limit_burst,
     )
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(users_router)
     app.include_router(webhooks_router)
     app.include_router(endpoint_router)
