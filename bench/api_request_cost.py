@@ -7,8 +7,9 @@ route's own cost (FastAPI, auth, SQLAlchemy, aiosqlite, SQLite). Each line is th
 Baseline: a bare FastAPI JSON POST route (bench/_bare_app.py's) through the same transport.
 The ratio printed is POST /users/messages (3 endpoints) ÷ the bare route. Also timed: the
 database primitives under it (one `SELECT 1` through sqlite3, aiosqlite, a SQLAlchemy async
-connection and session), and the driver calls aiosqlite makes per request (each is a hand-off
-to its thread and back).
+connection and session, and hookline's own SQLite connection, `hookline/sqlite_thread.py`,
+which runs each statement in one hand-off to its thread where aiosqlite makes three or four),
+and how many hand-offs one request makes.
 
     .venv/bin/python bench/api_request_cost.py [--quick] [--requests 300] [--repeats 3]
 """
@@ -28,6 +29,7 @@ from _bare_app import app as bare_app
 from _common import ADMIN_TOKEN, Result, parse_args, run, temp_dir
 from sqlalchemy import text
 
+from hookline import sqlite_thread
 from hookline.api.app import create_app
 from hookline.config import Settings
 from hookline.db import create_engine, create_sessionmaker
@@ -46,19 +48,17 @@ async def cpu_per_call(call: Callable[[int], Awaitable[None]], n: int, repeats: 
     return statistics.median(runs)
 
 
-class CountingQueue:
-    """Counts what aiosqlite hands to its thread (wraps the connection's queue)."""
+class CountingRun:
+    """Counts the calls hookline's SQLite connection hands to its thread (wraps its `run`)."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, connection: sqlite_thread.Connection) -> None:
+        self.connection = connection
+        self.inner = connection.run
         self.count = 0
 
-    def put_nowait(self, item: Any) -> None:
+    async def __call__(self, function: Any, *args: Any) -> Any:
         self.count += 1
-        self.inner.put_nowait(item)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        return await self.inner(function, *args)
 
 
 async def main(args: argparse.Namespace) -> Result:
@@ -120,11 +120,11 @@ async def main(args: argparse.Namespace) -> Result:
             costs["POST /users, 3 endpoints"] = await cpu_per_call(register, n, reps)
             costs["POST /users/messages, 3 endpoints"] = await cpu_per_call(send, n, reps)
 
-            # How many hand-offs to aiosqlite's thread one request makes.
+            # How many hand-offs to the SQLite connection's thread one request makes.
             async with engine.connect() as conn:
                 raw = (await conn.get_raw_connection()).driver_connection
-            counting = CountingQueue(raw._tx)
-            raw._tx = counting
+            counting = CountingRun(raw)
+            raw.run = counting  # type: ignore[method-assign]
             for name, call in (
                 ("POST /users/messages, 3 endpoints", send),
                 ("GET /users", list_users),
@@ -133,7 +133,7 @@ async def main(args: argparse.Namespace) -> Result:
                 for i in range(20):
                     await call(i)
                 hops[name] = counting.count / 20
-            raw._tx = counting.inner
+            del raw.run
 
     # The primitives: one SELECT 1 each way.
     db = sqlite3.connect(Path(data_dir) / "primitives.db")
@@ -149,6 +149,14 @@ async def main(args: argparse.Namespace) -> Result:
                 await cursor.fetchall()
 
         costs["SELECT 1: aiosqlite"] = await cpu_per_call(aio_select, n, reps)
+    own = await sqlite_thread.Connection.open(Path(data_dir) / "primitives.db")
+
+    async def own_select(_i: int) -> None:
+        cursor = await own.cursor().execute("SELECT 1")
+        await cursor.fetchall()
+
+    costs["SELECT 1: hookline's SQLite thread"] = await cpu_per_call(own_select, n, reps)
+    await own.close()
     engine = create_engine(settings)
     sessions = create_sessionmaker(engine)
 
@@ -177,7 +185,7 @@ async def main(args: argparse.Namespace) -> Result:
         baseline="the bare FastAPI POST route, same in-process transport",
         context={
             "cpu_ms_per_request": {k: round(v, 3) for k, v in costs.items()},
-            "aiosqlite_handoffs_per_request": hops,
+            "sqlite_thread_handoffs_per_request": hops,
             "requests": f"{n} x {reps} run(s), one at a time",
         },
         plot={"bars": dict(costs), "ylabel": "CPU ms per request", "horizontal": True},

@@ -409,7 +409,7 @@ def headline(r: dict[str, Any]) -> str:
         m = c["cpu_ms_per_request"]
         return (
             f"{m['POST /users/messages, 3 endpoints']:.2f} vs {m['bare FastAPI POST route']:.2f}"
-            f" ms CPU/request; {fmt(c['aiosqlite_handoffs_per_request'])} aiosqlite hand-offs"
+            f" ms CPU/request; {fmt(c['sqlite_thread_handoffs_per_request'])} SQLite hand-offs"
         )
     if key.startswith("p3"):
         return (
@@ -513,7 +513,7 @@ def bound_values(by_key: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     )
     cost = by_key.get("api_cost", {}).get("context", {})
     m = cost.get("cpu_ms_per_request", {})
-    handoffs = cost.get("aiosqlite_handoffs_per_request", {})
+    handoffs = cost.get("sqlite_thread_handoffs_per_request", {})
     v.update(
         aiosqlite_ms=f"{m.get('SELECT 1: aiosqlite', float('nan')):.3f}",
         sa_ms=f"{m.get('SELECT 1: SQLAlchemy async engine.begin()', float('nan')):.2f}",

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from hookline import sqlite_thread
 from hookline.config import Settings
 
 SessionMaker = async_sessionmaker[AsyncSession]
@@ -19,13 +20,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # The driver's arguments as the dialect reads them from the URL (path, uri, mode).
+        parsed = make_url(url)
+        args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
+
+        async def connect() -> sqlite_thread.Connection:
+            return await sqlite_thread.Connection.open(*args, **{**kwargs, "timeout": 30})
+
         engine = create_async_engine(
             # One connection: SQLite has one writer, and queueing for the pool in asyncio is far
             # cheaper than SQLite's busy handler, which sleeps in steps of milliseconds.
             url,
             pool_size=1,
             max_overflow=0,
-            connect_args={"timeout": 30},
+            async_creator=connect,
         )
         _configure_sqlite(engine)
         return engine
