@@ -457,8 +457,7 @@ def py_spy() -> str | None:
 
 # Where a sample of the event loop's thread was, by the file of its innermost frame.
 _CATEGORIES = (
-    ("aiosqlite/core.py", "aiosqlite hand-off to its thread"),
-    ("aiosqlite", "aiosqlite other"),
+    ("hookline/sqlite_thread.py", "SQLite hand-off to its thread"),
     ("sqlalchemy", "SQLAlchemy"),
     ("greenlet", "SQLAlchemy"),
     ("asyncpg", "asyncpg"),
@@ -562,9 +561,9 @@ class Profile:
                 continue
             frames = stack.split(";")
             n = int(count)
-            if any("_connection_worker_thread" in f for f in frames):
-                # aiosqlite's thread; at core.py:59 it waits for work, else it runs SQLite.
-                if "aiosqlite/core.py:59)" not in frames[-1]:
+            if any("_worker (concurrent/futures/thread.py" in f for f in frames):
+                # An executor thread; the SQLite connection's when it runs a statement.
+                if any("hookline/sqlite_thread.py" in f for f in frames):
                     sqlite_busy += n
                 continue
             if not any("Runner.run" in f or "run_forever" in f for f in frames):
@@ -586,7 +585,7 @@ class Profile:
 
         return {
             # py-spy samples 100 times a second: busy samples over all the window's ticks.
-            "aiosqlite_thread_busy_percent": round(sqlite_busy / (self._seconds + 0.5)),
+            "sqlite_thread_busy_percent": round(sqlite_busy / (self._seconds + 0.5)),
             "event_loop_samples": main,
             "event_loop_by_package_percent": share(by_category, 9),
             "event_loop_top_frames_percent": share(by_frame, 6),

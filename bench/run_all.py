@@ -95,12 +95,12 @@ BOUNDS = {
   per delivery at 64 in flight against {wc_raw} ms for the raw aiohttp POST: signing,
   the sealed secret, the guarded connector and the 4 KiB read limit cost next to nothing.
 - **The worker around it.** The worker draining the same backlog with a stub sender (no
-  HTTP) costs {wc_stub} ms per delivery ({wc_stub_split} ms event loop / aiosqlite's thread:
+  HTTP) costs {wc_stub} ms per delivery ({wc_stub_split} ms event loop / SQLite's thread:
   claims, result batches, a task and a rendered body per attempt); with the real sender it
   costs {wc_real} ms ({wc_real_split}), more than the sum of the two ({wc_sum} ms).
 - **Claims and sends take turns instead of overlapping.** The receiver answers in well
-  under a millisecond, while a claim is a round trip through aiosqlite's thread of a few
-  milliseconds (P5: ~{p5_claim} ms for a claim and its record): the worker claims a batch,
+  under a millisecond, while a claim is a round trip through the SQLite connection's thread
+  of a few milliseconds (P5: ~{p5_claim} ms for a claim and its record): the worker claims a batch,
   sends it, and its slots are empty again before the next claim is back. In P4 (the same
   worker, in-process) it averaged {p4_inflight} attempts in flight out of 64. With few
   requests per event-loop wake-up, the loop and syscall overhead per request is not
@@ -108,8 +108,8 @@ BOUNDS = {
   higher per-endpoint cap would not help; cheaper claims and records, or claiming the next
   batch while the current one is in flight, would.
 - **py-spy** on the serve process (the untimed profiled drain; shares of the event loop
-  thread's samples, inclusive): {p1_incl}; aiosqlite's thread busy {p1_sqlite_busy}% of the
-  time. Samples in uvloop's C code (socket I/O) are the largest single block.
+  thread's samples, inclusive): {p1_incl}; the SQLite connection's thread busy
+  {p1_sqlite_busy}% of the time. Samples in uvloop's C code (socket I/O) are the largest single block.
 - The live run (users registered through the same process while it delivers) is slower
   still: the API's requests share that CPU and the one SQLite connection (see P2).""",
     "p2": """\
@@ -118,57 +118,52 @@ BOUNDS = {
   CPU per request. In-process, one at a time (`api_request_cost`), `POST /users/messages`
   with 3 endpoints costs {cost_msg3} ms of CPU against {cost_bare} ms for the bare route
   ({cost_ratio}x; both include the in-process httpx client's share); `GET /health` through
-  the full middleware stack costs {cost_health} ms, so the middleware is not it. The
-  database path is: {hops} hand-offs to aiosqlite's thread per request (each one
-  `SELECT 1` through aiosqlite costs {aiosqlite_ms} ms of CPU, through a SQLAlchemy async
-  connection {sa_ms} ms, against ~0.001 ms in plain sqlite3) and a SQLAlchemy ORM session;
-  the same route with 0 endpoints subscribed costs {cost_msg0} ms, so the deliveries
-  themselves are a small part of it.
-- **The event loop's time** (py-spy, the same run): {p2_profile}. `aiosqlite/core.py:158`
-  is `self._tx.put_nowait(...)`: the event loop thread handing each statement to aiosqlite's
-  thread (waking it, and waiting for the GIL while that thread runs SQLite).
+  the full middleware stack costs {cost_health} ms, so the middleware is not it.
+- **Not the driver any more.** hookline's SQLite connection (`sqlite_thread.py`) makes
+  {hops} hand-offs to its thread per request, one per statement, where aiosqlite made 26
+  (three or four per statement); one `SELECT 1` costs {own_ms} ms of CPU through it against
+  {aiosqlite_ms} ms through aiosqlite. The route's CPU did not fall with that (3.76 ms
+  before, in the run that counted 26): what is left is SQLAlchemy's async engine and ORM
+  session (one `SELECT 1` through a SQLAlchemy async connection costs {sa_ms} ms, against
+  ~0.001 ms in plain sqlite3; the route runs about seven statements and a commit) and
+  FastAPI's dependency and validation machinery. The same route with 0 endpoints subscribed
+  costs {cost_msg0} ms, so the deliveries themselves are a small part of it.
+- **The event loop's time** (py-spy, the same run): {p2_profile}.
 - **One SQLite connection.** Requests queue for the single pooled connection
-  (`db.py`: `pool_size=1`) and hold it for their whole transaction, every statement a round
-  trip to the aiosqlite thread, so the route is serial however many requests are in flight.
+  (`db.py`: `pool_size=1`) and hold it for their whole transaction, so the route is serial
+  however many requests are in flight.
 - What would move it: fewer round trips per request (SQLAlchemy Core instead of the ORM
   session on this route; message, event and deliveries in fewer statements), and group
   commit (one task writing many requests' rows in one transaction), which DESIGN.md names as
   the cure for SQLite's single writer. The bare route is ~{cost_bare} ms a request: a ratio
   of 0.5 leaves about that much again for auth, validation and the whole database write,
-  which no per-request transaction through aiosqlite and the ORM reaches here.""",
+  which no per-request transaction through SQLAlchemy reaches here.""",
     "p3": """\
-{p3_lead}- **The hanging endpoint's due backlog, scanned on every claim.** At the same load, the
-  serve process with the hanging receiver used {p3_cpu_hang}% of one core against
-  {p3_cpu_none}% for the one with nothing subscribed, and aiosqlite's thread (running SQLite)
-  was busy {p3_sqlite_hang}% of the time against {p3_sqlite_none}% (py-spy, the untimed
-  extra phase) while the event loop waited. With the hanging endpoint's 4 slots full, every
-  claim passes it in `skip_endpoints`, and the claim's candidate query must walk past all
-  of that endpoint's due deliveries to find none (`ix_deliveries_due` is on status and
-  time, not endpoint). P5's "skip" shape measures one such claim: {skip_small} ms with
-  {small:,} rows queued, {skip_big} ms with {big:,}. The worker is woken after every commit
-  that published, so every `POST /users` adds one such claim on the same SQLite connection
-  the API's transactions need; the backlog here was {p3_backlog:,} rows before the run and
-  grows with every request. The cost is per claim times claims per second, and both grow with
-  the backlog: a receiver that hangs for hours makes `serve` slow for everyone.
-- Where to look: the claim's due query could exclude skipped endpoints through an index
-  that leads with the endpoint (or claim per endpoint), or the worker could stop waking up
-  for events whose only endpoints are full.
+{p3_lead}- **Not the hanging endpoint's backlog any more.** With its slots full, the worker passes
+  the hanging endpoint over, and a claim that passes endpoints over now probes each other
+  endpoint through `ix_deliveries_endpoint_pending` (migration 0004) instead of walking the
+  passed-over endpoint's whole due backlog in `ix_deliveries_due`, which grew with every
+  request: P5's "skip" shape costs {skip_small} ms a claim with {small:,} rows queued and
+  {skip_big} ms with {big:,} (it was 4.6 ms and 168 ms at 1,000,000 before). With a
+  backlog of {p3_backlog:,} before the run, P3_BACKLOG now stays near P3.
+- **What is left:** the worker is woken after every commit that published, and each
+  `POST /users` adds one (short) claim on the SQLite connection the API's transactions also
+  need; at the same load the serve process used {p3_cpu_hang}% of one core with the hanging
+  receiver against {p3_cpu_none}% with nothing subscribed. The p99 of ~1,200 samples also
+  moves with this machine's load (see the per-round p99s).
 - Profiles (extra untimed phase): hanging: {p3_hang}. None subscribed: {p3_none}.""",
     "p4": """\
 - **Fewer deliveries per claim.** The worker tops an endpoint up by at most 2 per claim
   (half its cap of 4), so a claim returns at most 2 x the endpoints that have work: here
   {p4_per_claim} deliveries per claim (all healthy / one hanging, the hanging one being
-  skipped). The drain is CPU-bound on the claim/record machinery (see P1 and `worker_cost`),
-  so about 10% more claims per healthy delivery costs about that much throughput: worker CPU
-  per 1,000 healthy deliveries was {p4_cpu}. That alone puts the ratio near 0.9; the rest is
-  noise or the skip scan (P5's "skip" shape: {skip_small} ms a claim with {small:,} rows
-  queued, {skip_big} ms with {big:,}; here the hanging endpoint's backlog is only its share
-  of the events, so the scan is short, but it grows with a longer hang: see P3 with a
-  backlog). 4 of the 64 slots are held by hung attempts, which does not matter while the
-  worker averages {p4_inflight} in flight.
+  passed over). The drain is CPU-bound on the claim/record machinery (see P1 and
+  `worker_cost`), so about 10% more claims per healthy delivery costs up to that much
+  throughput: worker CPU per 1,000 healthy deliveries was {p4_cpu}. Passing the hanging
+  endpoint over no longer scans its backlog (P5's "skip" shape: {skip_small} ms a claim
+  with {small:,} rows queued, {skip_big} ms with {big:,}). 4 of the 64 slots are held by
+  hung attempts, which does not matter while the worker averages {p4_inflight} in flight.
 - Spread between rounds: all healthy {p4_healthy} deliveries/s, one hanging {p4_hanging};
-  where these overlap, the miss is within this machine's noise (earlier runs of this script
-  on this machine gave ratios on both sides of 0.9).
+  where these overlap, the miss is within this machine's noise.
 """,
     "p5": """\
 - See the per-shape numbers: a shape whose cost grows with the table is bounded by a scan
@@ -181,18 +176,19 @@ SHORT = {
     "p1": "CPU per delivery in the one serve process (several times the raw client's): not the "
     "sender, which costs what a raw aiohttp POST does, but the claim/record machinery around "
     "it, and claims and sends taking turns so that few attempts are in flight.",
-    "p2": "CPU per request in the one API process: a SQLAlchemy ORM session and ~26 hand-offs "
-    "to aiosqlite's thread per request, serialized on the single SQLite connection; the bare "
-    "route costs a small fraction of that.",
-    "p3": "every claim scans the hanging endpoint's due backlog (the worker skips that "
-    "endpoint, but the due index cannot), and the worker claims after every publishing "
-    "commit; with the short backlog of this run that costs little, and the p99 of ~1,200 "
-    "samples moves with this machine's load (see P3_BACKLOG for a longer hang).",
-    "p3_backlog": "every claim scans the hanging endpoint's due backlog (P5's 'skip' shape), "
-    "once per publishing commit, on the SQLite connection the API needs.",
+    "p2": "CPU per request in the one API process: SQLAlchemy's async engine and ORM session "
+    "(about seven statements and a commit) and FastAPI's machinery, serialized on the single "
+    "SQLite connection; the bare route costs a small fraction of that. Cutting the driver's "
+    "hand-offs from 26 to 9 per request did not lower it.",
+    "p3": "the worker claims after every publishing commit, on the SQLite connection the "
+    "API needs (the claim no longer scans the hanging endpoint's backlog), and the p99 of "
+    "~1,200 samples moves with this machine's load.",
+    "p3_backlog": "the worker claims after every publishing commit, on the SQLite connection "
+    "the API needs; the claim no longer scans the hanging endpoint's backlog (P5's 'skip' "
+    "shape is flat), and the p99 moves with this machine's load.",
     "p4": "fewer deliveries per claim (the worker tops an endpoint up by at most 2 per claim, so "
-    "a claim returns 18 instead of 20 with one of 10 endpoints skipped) on a drain that is "
-    "CPU-bound on claiming and recording: ~10% more claim cost per healthy delivery, plus "
+    "a claim returns 18 instead of 20 with one of 10 endpoints passed over) on a drain that "
+    "is CPU-bound on claiming and recording: ~10% more claim cost per healthy delivery, plus "
     "this machine's noise.",
     "p5": "a scan that grows with the table (see the shapes).",
 }
@@ -450,7 +446,7 @@ def bound_values(by_key: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     def profile_line(p: dict[str, Any]) -> str:
         parts = [
             f"process CPU {p.get('process_cpu_percent', '?')}% of one core",
-            f"aiosqlite thread busy {p.get('aiosqlite_thread_busy_percent', '?')}%",
+            f"SQLite thread busy {p.get('sqlite_thread_busy_percent', '?')}%",
         ]
         if "event_loop_by_package_percent" in p:
             parts.append(
@@ -469,7 +465,7 @@ def bound_values(by_key: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
         p1_cpu=p1.get("process_cpu_percent", "?"),
         p1_idle=pk.get("uvloop C code (socket I/O, or idle)", "?"),
         p1_aiohttp=pk.get("aiohttp (sending)", "?"),
-        p1_aiosqlite=pk.get("aiosqlite hand-off to its thread", "?"),
+        p1_aiosqlite=pk.get("SQLite hand-off to its thread", "?"),
     )
     c1 = by_key.get("p1", {}).get("context", {})
     per = c1.get("cpu_ms_per_delivery", {})
@@ -484,11 +480,11 @@ def bound_values(by_key: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
             f"{k} {x}%" for k, x in p1.get("event_loop_inclusive_percent", {}).items()
         )
         or "(py-spy not installed)",
-        p1_sqlite_busy=p1.get("aiosqlite_thread_busy_percent", "?"),
+        p1_sqlite_busy=p1.get("sqlite_thread_busy_percent", "?"),
     )
     wc = by_key.get("worker_cost", {}).get("context", {})
     wcm = wc.get("cpu_ms_per_delivery", {})
-    split = wc.get("worker split, ms per delivery (event loop thread / aiosqlite's thread)", {})
+    split = wc.get("worker split, ms per delivery (event loop thread / SQLite's thread)", {})
     nan = float("nan")
     v.update(
         wc_raw=f"{wcm.get('raw aiohttp POST', nan):.3f}",
@@ -516,6 +512,7 @@ def bound_values(by_key: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     handoffs = cost.get("sqlite_thread_handoffs_per_request", {})
     v.update(
         aiosqlite_ms=f"{m.get('SELECT 1: aiosqlite', float('nan')):.3f}",
+        own_ms=f"{m.get(\"SELECT 1: hookline's SQLite thread\", float('nan')):.3f}",
         sa_ms=f"{m.get('SELECT 1: SQLAlchemy async engine.begin()', float('nan')):.2f}",
         cost_msg3=f"{m.get('POST /users/messages, 3 endpoints', float('nan')):.2f}",
         cost_bare=f"{m.get('bare FastAPI POST route', float('nan')):.2f}",
@@ -543,8 +540,8 @@ def bound_values(by_key: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
         p3_none=profile_line(none),
         p3_cpu_hang=hang.get("process_cpu_percent", "?"),
         p3_cpu_none=none.get("process_cpu_percent", "?"),
-        p3_sqlite_hang=hang.get("aiosqlite_thread_busy_percent", "?"),
-        p3_sqlite_none=none.get("aiosqlite_thread_busy_percent", "?"),
+        p3_sqlite_hang=hang.get("sqlite_thread_busy_percent", "?"),
+        p3_sqlite_none=none.get("sqlite_thread_busy_percent", "?"),
         p3_backlog=p3.get("backlog_queued_for_hanging_endpoint_before_run", 0),
         p3_lead=""
         if p3.get("backlog_queued_for_hanging_endpoint_before_run")

@@ -8,7 +8,7 @@ All in this process (uvloop, as `hookline serve` runs), against the sink, 16 end
   with private networks allowed, 4 KiB read limit, the Outcome);
 - worker, stub sender: `Worker.run` draining a SQLite backlog with a sender that answers at
   once without any HTTP: the claim / record machinery alone (split into the event loop's
-  thread and the others, which are aiosqlite's running SQLite);
+  thread and the others, chiefly the SQLite connection's thread running SQLite);
 - worker, real sender: the same backlog delivered to the sink, as in P1 but in-process.
 
 CPU is this process's (all threads) per delivery; the ratio printed is the worker with the
@@ -194,7 +194,7 @@ async def main(args: argparse.Namespace) -> Result:
         context={
             "cpu_ms_per_delivery": {k: round(v["cpu_ms"], 3) for k, v in results.items()},
             "per_s": {k: round(v["per_s"]) for k, v in results.items()},
-            "worker split, ms per delivery (event loop thread / aiosqlite's thread)": {
+            "worker split, ms per delivery (event loop thread / SQLite's thread)": {
                 name: f"{results[name]['event_loop_thread_ms']:.3f} /"
                 f" {results[name]['other_threads_ms']:.3f}"
                 for name in ("worker, stub sender (no HTTP)", "worker, real sender")
