@@ -57,6 +57,8 @@ BENCHMARKS: list[tuple[str, str, list[str], bool]] = [
     ("latency", "latency.py", [], False),
 ]
 
+OWN_SELECT = "SELECT 1: hookline's SQLite thread"  # api_request_cost's name for the primitive
+
 # What each benchmark asks, shown above its numbers.
 QUESTIONS = {
     "p1": "Does `hookline serve` on SQLite deliver at least half as fast as a raw aiohttp "
@@ -109,7 +111,8 @@ BOUNDS = {
   batch while the current one is in flight, would.
 - **py-spy** on the serve process (the untimed profiled drain; shares of the event loop
   thread's samples, inclusive): {p1_incl}; the SQLite connection's thread busy
-  {p1_sqlite_busy}% of the time. Samples in uvloop's C code (socket I/O) are the largest single block.
+  {p1_sqlite_busy}% of the time. Samples in uvloop's C code (socket I/O) are the largest
+  single block.
 - The live run (users registered through the same process while it delivers) is slower
   still: the API's requests share that CPU and the one SQLite connection (see P2).""",
     "p2": """\
@@ -512,7 +515,7 @@ def bound_values(by_key: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
     handoffs = cost.get("sqlite_thread_handoffs_per_request", {})
     v.update(
         aiosqlite_ms=f"{m.get('SELECT 1: aiosqlite', float('nan')):.3f}",
-        own_ms=f"{m.get(\"SELECT 1: hookline's SQLite thread\", float('nan')):.3f}",
+        own_ms=f"{m.get(OWN_SELECT, float('nan')):.3f}",
         sa_ms=f"{m.get('SELECT 1: SQLAlchemy async engine.begin()', float('nan')):.2f}",
         cost_msg3=f"{m.get('POST /users/messages, 3 endpoints', float('nan')):.2f}",
         cost_bare=f"{m.get('bare FastAPI POST route', float('nan')):.2f}",
