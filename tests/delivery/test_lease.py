@@ -348,49 +348,11 @@ async def test_claim_passing_over_a_backlog_probes_endpoints_through_their_index
         engine = running.app.state.engine
         with leasing_statements(engine) as executed:
             claimed = await _claim_skipping(sessionmaker, [hanging], limit=5)
-        [_window, (probe, parameters)] = executed
+        [(probe, parameters)] = executed
         async with engine.connect() as connection:
             plan = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {probe}", parameters)
             details = " | ".join(str(row[-1]) for row in plan)
 
-    # The window of the 20 oldest due rows was all the hanging endpoint's: then the probe.
     assert [c.delivery_id for c in claimed] == ids["ok"]
     assert "ix_deliveries_endpoint_pending" in details
     assert "ix_deliveries_due" not in details
-
-
-async def test_claim_passing_over_endpoints_probes_only_when_due_rows_lie_beyond_its_window(
-    settings: Settings,
-) -> None:
-    """Scarce work needs no probe; a top-up by probe never exceeds the per-endpoint share."""
-    async with running_app(settings) as running:
-        sessionmaker = running.app.state.sessionmaker
-        # 3 due rows in all: the window of 4 x 5 = 20 sees them all.
-        few = await _seed_due(
-            sessionmaker,
-            {"busy": [(-30, queue.PENDING)], "x": [(-20, "pending"), (-10, "pending")]},
-        )
-        busy = (await delivery(sessionmaker, few["busy"][0])).endpoint_id
-        engine = running.app.state.engine
-        with leasing_statements(engine) as scarce:
-            got_few = await _claim_skipping(sessionmaker, [busy], limit=5)
-
-        # "y" has one row inside the window (among the hanging backlog) and two beyond it.
-        many = await _seed_due(
-            sessionmaker,
-            {
-                "hanging": [(-500 + n, queue.PENDING) for n in range(40)],
-                "y": [(-499.5, "pending"), (-5, "pending"), (-4, "pending")],
-                "z": [(-3, "pending")],
-            },
-        )
-        hanging = (await delivery(sessionmaker, many["hanging"][0])).endpoint_id
-        with leasing_statements(engine) as backlog:
-            got_many = await _claim_skipping(sessionmaker, [busy, hanging], limit=5)
-
-    assert [c.delivery_id for c in got_few] == few["x"]
-    assert len(scarce) == 1  # the window alone
-    # y got its one row from the window and no more (its share is 2 per claim, but the probe
-    # skips endpoints the window served); z came from the probe.
-    assert [c.delivery_id for c in got_many] == [many["y"][0], many["z"][0]]
-    assert len(backlog) == 2
