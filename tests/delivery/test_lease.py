@@ -356,3 +356,50 @@ async def test_claim_passing_over_a_backlog_probes_endpoints_through_their_index
     assert [c.delivery_id for c in claimed] == ids["ok"]
     assert "ix_deliveries_endpoint_pending" in details
     assert "ix_deliveries_due" not in details
+
+
+async def test_claims_passing_over_an_endpoint_take_other_rows_while_another_holds_its_own(
+    settings: Settings,
+) -> None:
+    """The probing claim, concurrently: no row twice, no waiting on PostgreSQL (SKIP LOCKED),
+    and each claim's share per endpoint kept."""
+    plan: dict[str, list[tuple[float, str]]] = {
+        "hanging": [(-100 + n, queue.PENDING) for n in range(30)],
+        **{f"e{k}": [(-50 + n, queue.PENDING) for n in range(4)] for k in range(4)},
+    }
+    async with running_app(settings) as running:
+        sessionmaker = running.app.state.sessionmaker
+        ids = await _seed_due(sessionmaker, plan)
+        hanging = (await delivery(sessionmaker, ids["hanging"][0])).endpoint_id
+        endpoint_of = {i: name for name, rows in ids.items() for i in rows}
+
+        async def claim_as(session: Any, owner: str) -> list[str]:
+            claimed = await queue.claim(
+                session,
+                owner=owner,
+                limit=6,
+                lease_seconds=30,
+                per_endpoint=2,
+                skip_endpoints=[hanging],
+            )
+            return [item.delivery_id for item in claimed]
+
+        async def second_claim() -> list[str]:
+            async with sessionmaker.begin() as session:
+                return await claim_as(session, "second")
+
+        async with sessionmaker.begin() as session:
+            first = await claim_as(session, "first")
+            second_task = asyncio.create_task(second_claim())
+            done, _ = await asyncio.wait([second_task], timeout=0.5)
+            answered_while_held = bool(done)
+        async with asyncio.timeout(5):
+            second = await second_task
+
+    assert answered_while_held is not settings.is_sqlite
+    assert len(first) == len(second) == 6
+    assert not set(first) & set(second)
+    for claimed in (first, second):
+        names = [endpoint_of[i] for i in claimed]
+        assert "hanging" not in names
+        assert max(names.count(name) for name in set(names)) <= 2

@@ -140,6 +140,10 @@ def _lease_per_endpoint(postgres: bool) -> Update:
     """
     not_skipped = _endpoints.c.id.not_in(bindparam("skip", expanding=True))
     if postgres:
+        # Each probe locks (SKIP LOCKED) the rows it returns, so concurrent claims move past
+        # each other's rows endpoint by endpoint. The price: up to `per_endpoint` row locks per
+        # endpoint with due work, chosen or not (locking only the chosen rows was tried: two
+        # concurrent claims then pick the same rows and the second gets what is left).
         probe = (
             select(_deliveries.c.id, _deliveries.c.next_attempt_at)
             .where(_deliveries.c.endpoint_id == _endpoints.c.id, *_due(_deliveries))
