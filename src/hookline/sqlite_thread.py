@@ -25,23 +25,15 @@ _Description = tuple[tuple[Any, ...], ...] | None
 
 
 def _execute(
-    raw: sqlite3.Connection, sql: str, parameters: Sequence[Any] | dict[str, Any]
+    raw: sqlite3.Connection, sql: str, parameters: Any, many: bool = False
 ) -> tuple[_Description, int, int | None, _Rows]:
+    """Run one statement (or one executemany) and fetch all it returns, in one call."""
     cursor = raw.cursor()
     try:
-        cursor.execute(sql, parameters)
-        rows = cursor.fetchall() if cursor.description else []
-        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
-    finally:
-        cursor.close()
-
-
-def _executemany(
-    raw: sqlite3.Connection, sql: str, seq_of_parameters: Iterable[Any]
-) -> tuple[_Description, int, int | None, _Rows]:
-    cursor = raw.cursor()
-    try:
-        cursor.executemany(sql, seq_of_parameters)
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
         rows = cursor.fetchall() if cursor.description else []
         return cursor.description, cursor.rowcount, cursor.lastrowid, rows
     finally:
@@ -74,7 +66,7 @@ class Cursor:
 
     async def executemany(self, sql: str, seq_of_parameters: Iterable[Any]) -> "Cursor":
         raw = self._connection.raw
-        done = await self._connection.run(_executemany, raw, sql, list(seq_of_parameters))
+        done = await self._connection.run(_execute, raw, sql, list(seq_of_parameters), True)
         self.description, self.rowcount, self.lastrowid, self._rows = done
         return self
 
