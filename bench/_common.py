@@ -25,6 +25,8 @@ from typing import IO, Any
 import aiohttp
 import uvloop
 
+from hookline.delivery import signing
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 ADMIN_TOKEN = "hl_admin_bench-token-not-a-secret"
@@ -591,3 +593,21 @@ class Profile:
             "event_loop_top_frames_percent": share(by_frame, 6),
             "event_loop_inclusive_percent": share(inclusive, len(_INCLUSIVE)),
         }
+
+
+async def post_signed(
+    session: aiohttp.ClientSession, queue: list[tuple[str, bytes]], secret: str
+) -> None:
+    """The raw baseline's loop: pop (url, body) and POST it, signed as hookline signs, until
+    the queue is empty. Run several at once for that many in flight."""
+    while queue:
+        url, body = queue.pop()
+        stamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": "evt_bench",
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": signing.sign(secret, "evt_bench", stamp, body),
+        }
+        async with session.post(url, data=body, headers=headers) as response:
+            await response.read()

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from _common import post_signed
 
 from hookline import secretbox
 from hookline.config import Settings
@@ -69,22 +70,8 @@ async def raw_client(urls: list[str], bodies: list[bytes], in_flight: int) -> fl
     secret = signing.generate_secret()
     queue = [(url, body) for body in reversed(bodies) for url in urls]
     async with aiohttp.ClientSession() as session:
-
-        async def post_all() -> None:
-            while queue:
-                url, body = queue.pop()
-                stamp = int(time.time())
-                headers = {
-                    "content-type": "application/json",
-                    "webhook-id": "evt_bench",
-                    "webhook-timestamp": str(stamp),
-                    "webhook-signature": signing.sign(secret, "evt_bench", stamp, body),
-                }
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-
         started = time.perf_counter()
-        await asyncio.gather(*(post_all() for _ in range(in_flight)))
+        await asyncio.gather(*(post_signed(session, queue, secret) for _ in range(in_flight)))
         return len(bodies) * len(urls) / (time.perf_counter() - started)
 
 

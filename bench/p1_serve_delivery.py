@@ -39,6 +39,7 @@ from _common import (
     cpu_seconds,
     mean,
     parse_args,
+    post_signed,
     rate,
     run,
     temp_dir,
@@ -77,22 +78,8 @@ async def raw_client(
     total = len(queue)
     await sink.reset()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-
-        async def post_all() -> None:
-            while queue:
-                url, body = queue.pop()
-                stamp = int(time.time())
-                headers = {
-                    "content-type": "application/json",
-                    "webhook-id": "evt_bench",
-                    "webhook-timestamp": str(stamp),
-                    "webhook-signature": signing.sign(secret, "evt_bench", stamp, body),
-                }
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-
         cpu = time.process_time()
-        await asyncio.gather(*(post_all() for _ in range(in_flight)))
+        await asyncio.gather(*(post_signed(session, queue, secret) for _ in range(in_flight)))
         cpu = time.process_time() - cpu
     return rate(total, await sink.wait_count(total)), 1000 * cpu / total
 
