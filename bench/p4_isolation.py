@@ -30,7 +30,7 @@ from hookline.delivery import queue, signing
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
 from hookline.events import service as events
-from hookline.migrate import upgrade
+from hookline.migrate import upgrade_engine as upgrade
 from hookline.models import Endpoint, Subscription, utcnow
 
 ENDPOINTS = 10

@@ -45,7 +45,7 @@ from hookline import secretbox
 from hookline.config import Settings
 from hookline.db import create_engine
 from hookline.delivery import queue, signing
-from hookline.migrate import upgrade
+from hookline.migrate import upgrade_engine as upgrade
 from hookline.webhooks import lifecycle
 
 ENDPOINTS = 10

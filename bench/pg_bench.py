@@ -14,7 +14,7 @@ from hookline import secretbox
 from hookline.config import Settings
 from hookline.db import create_engine
 from hookline.delivery import signing
-from hookline.migrate import upgrade
+from hookline.migrate import upgrade_engine as upgrade
 from hookline.models import utcnow
 
 URL = f"{PG_SERVER}/{PG_DATABASE}"

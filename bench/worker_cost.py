@@ -36,7 +36,7 @@ from hookline.delivery import envelope, signing
 from hookline.delivery.sender import Outcome, Sender
 from hookline.delivery.worker import Worker
 from hookline.events import service as events
-from hookline.migrate import upgrade
+from hookline.migrate import upgrade_engine as upgrade
 from hookline.models import Endpoint, Subscription, utcnow
 
 ENDPOINTS = 16

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from hookline.config import Settings
-from hookline.db import create_engine
+from hookline.migrate import migration_engine
 from hookline.models import Base
 
 target_metadata = Base.metadata
@@ -23,7 +23,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_standalone() -> None:
-    engine = create_engine(Settings())
+    engine = migration_engine(Settings())
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

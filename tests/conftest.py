@@ -56,7 +56,7 @@ def postgres_database() -> Iterator[str]:
     async def upgrade() -> None:
         engine = create_engine(Settings(_env_file=None, database_url=url))
         try:
-            await migrate.upgrade(engine)
+            await migrate.upgrade_engine(engine)
         finally:
             await engine.dispose()
 
@@ -93,7 +93,7 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     async def upgrade() -> None:
         engine = create_engine(Settings(_env_file=None, database_url=f"sqlite:///{path}"))
         try:
-            await migrate.upgrade(engine)
+            await migrate.upgrade_engine(engine)
         finally:
             await engine.dispose()  # the last connection checkpoints the WAL into the file
 

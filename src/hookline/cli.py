@@ -96,51 +96,22 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from sqlalchemy.exc import DBAPIError
+    from hookline import runtime
 
-    from hookline import migrate, secretbox
-    from hookline.db import create_engine, create_sessionmaker
-    from hookline.delivery.sender import Sender
-    from hookline.delivery.worker import Worker
-    from hookline.webhooks.service import check_secret_key
-
-    engine = create_engine(settings)
-    box = secretbox.load(settings)
-    try:
-        current = await migrate.is_current(engine)
-    except (OSError, DBAPIError):
-        current = False  # the database is down: the worker waits for it, polling
-        logging.getLogger("hookline.worker").warning("the database is unreachable at start")
-    if current:  # else the API migrates it, later
-        async with create_sessionmaker(engine).begin() as session:
-            await check_secret_key(session, box)
-    sender = Sender.from_settings(settings, box=box)
-    await sender.start()
-    worker = Worker(settings=settings, engine=engine, sender=sender)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, worker.stop)
-    try:
-        await worker.run()
-    finally:
-        await sender.close()
-        await engine.dispose()
+    async with runtime.running(settings, run_worker=True, tolerate_outage=True) as running:
+        assert running.worker is not None and running.worker_task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, running.worker.stop)
+        await running.worker_task
 
 
 @app.command()
 def migrate() -> None:
     """Apply database migrations."""
     from hookline import migrate as migrations
-    from hookline.db import create_engine
 
-    async def run() -> None:
-        engine = create_engine(_settings())
-        try:
-            await migrations.upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+    asyncio.run(migrations.upgrade(_settings()))
     typer.echo("database is up to date")
 
 
@@ -196,19 +167,18 @@ def rotate_secret_key() -> None:
     """
     from hookline import migrate as migrations
     from hookline import secretbox
-    from hookline.db import create_engine, create_sessionmaker
-    from hookline.webhooks import service
+    from hookline.store import open_store
+    from hookline.webhooks import secrets
 
     settings = _settings()
 
     async def run(box: secretbox.SecretBox) -> int:
-        engine = create_engine(settings)
+        await migrations.upgrade(settings)
+        store = open_store(settings)
         try:
-            await migrations.upgrade(engine)
-            async with create_sessionmaker(engine).begin() as session:
-                return await service.reseal_secrets(session, box, every=True)
+            return await secrets.reseal(store, box, every=True)
         finally:
-            await engine.dispose()
+            await store.close()
 
     try:
         # The key first: a malformed one must not create or migrate anything.

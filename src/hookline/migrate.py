@@ -1,5 +1,10 @@
-"""Apply Alembic migrations on an engine; safe to run from several processes at once."""
+"""Apply Alembic migrations; safe to run from several processes at once.
 
+Alembic drives SQLAlchemy, so migrating builds a short-lived SQLAlchemy engine of its own; the
+running service reads the schema's revision through the store.
+"""
+
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -8,11 +13,16 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from hookline.config import Settings
+from hookline.store import Store, units
+from hookline.store.sql import sql
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Any constant works: every hookline process takes the same lock before migrating.
 _PG_LOCK_KEY = 0x686F6F6B
+_REVISION = sql("SELECT version_num FROM alembic_version")
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -22,24 +32,67 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+@cache
+def head() -> str | None:
+    """The newest revision this hookline knows."""
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def migration_engine(settings: Settings) -> AsyncEngine:
+    """A one-connection engine for Alembic (SQLAlchemy's stock drivers)."""
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return create_async_engine(settings.resolved_database_url, pool_size=1, max_overflow=0)
+
+
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    else:
+        # Wait for the write lock (another process migrating) instead of failing at once.
+        connection.exec_driver_sql("PRAGMA busy_timeout=30000")
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     command.upgrade(_config(connection), "head")
 
 
 def _is_current(connection: Connection) -> bool:
-    head = ScriptDirectory.from_config(_config()).get_current_head()
-    return MigrationContext.configure(connection).get_current_revision() == head
+    return MigrationContext.configure(connection).get_current_revision() == head()
 
 
-async def upgrade(engine: AsyncEngine) -> None:
+async def upgrade(settings: Settings) -> None:
     """Bring the schema to the newest revision."""
+    engine = migration_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+    finally:
+        await engine.dispose()
+
+
+async def upgrade_engine(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest revision through a given engine (tests, benchmarks)."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
 
 
-async def is_current(engine: AsyncEngine) -> bool:
-    """Whether the schema is at the newest revision (for /ready)."""
+async def engine_is_current(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:
         return await conn.run_sync(_is_current)
+
+
+def _revision() -> units.Unit[bool]:
+    try:
+        found = yield units.value(_REVISION)
+    except units.IntegrityError:  # pragma: no cover - a read raises no constraint error
+        return False
+    return bool(found == head())
+
+
+async def is_current(store: Store) -> bool:
+    """Whether the schema is at the newest revision (for /ready and at start)."""
+    try:
+        return await store.read(_revision())
+    except units.StoreUnavailable:
+        raise
+    except Exception:  # no alembic_version table yet: an empty database
+        return False

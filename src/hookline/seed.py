@@ -33,7 +33,7 @@ async def import_file(settings: Settings, data: Any) -> tuple[int, int]:
     sender = Sender.from_settings(settings, box=box)  # only its address check is used
     await sender.start()
     try:
-        await migrate.upgrade(engine)
+        await migrate.upgrade(settings)
         added = existing = 0
         async with create_sessionmaker(engine).begin() as session:
             for event, url in pairs:

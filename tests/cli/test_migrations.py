@@ -75,9 +75,9 @@ async def test_an_index_built_online_before_0004_is_kept(database_url: str) -> N
         else:
             async with engine.begin() as conn:
                 await conn.execute(text(BUILT_ONLINE.format(concurrently="")))
-        await migrate.upgrade(engine)
+        await migrate.upgrade_engine(engine)
         after = await _indexes(engine, postgres)
-        current = await migrate.is_current(engine)
+        current = await migrate.engine_is_current(engine)
     finally:
         await engine.dispose()
 
@@ -91,7 +91,7 @@ async def test_0004_builds_the_index_and_its_downgrade_drops_it(database_url: st
     postgres = not settings.is_sqlite
     engine = create_engine(settings)
     try:
-        await migrate.upgrade(engine)
+        await migrate.upgrade_engine(engine)
         built = await _indexes(engine, postgres)
         async with engine.begin() as conn:
             await conn.run_sync(lambda c: command.downgrade(migrate._config(c), "0003"))

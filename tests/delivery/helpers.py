@@ -108,10 +108,10 @@ async def worker_running(
     """A worker on the app's database, woken by its API; stopped (if the test did not) at exit."""
     worker = Worker(
         settings=running.settings,
-        engine=running.app.state.engine,
-        sender=sender or running.app.state.sender,
+        engine=running.app.state.runtime.engine,
+        sender=sender or running.app.state.runtime.sender,
     )
-    running.app.state.wake_workers = worker.wake
+    running.app.state.runtime.wake_workers = worker.wake
     task = asyncio.create_task(worker.run())
     try:
         yield worker, task

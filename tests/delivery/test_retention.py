@@ -29,7 +29,7 @@ FINISHED = ("succeeded", "failed", "cancelled")
 @pytest.fixture
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(settings)
-    await migrate.upgrade(engine)
+    await migrate.upgrade_engine(engine)
     try:
         yield engine
     finally:
@@ -289,7 +289,7 @@ async def test_a_write_commits_between_batches_instead_of_waiting_for_the_whole_
     )
     engine = create_engine(sqlite)
     try:
-        await migrate.upgrade(engine)
+        await migrate.upgrade_engine(engine)
         async with engine.begin() as conn:
             endpoint = await add_endpoint(conn)
             await add_events(conn, endpoint, count=2000, age=OLD, statuses=("succeeded",))

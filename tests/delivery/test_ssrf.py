@@ -279,7 +279,7 @@ async def test_name_that_turns_forbidden_after_registration_gets_nothing(
     # exists, so no attempt ever sees the public-only answer.
     stub = StubResolver({"hooks.example": [PUBLIC]})
     async with app_resolving_with(settings, stub, run_worker=True) as running:
-        sessionmaker = running.app.state.sessionmaker
+        sessionmaker = running.app.state.runtime.sessionmaker
         endpoint = await subscribe(running.client, f"http://hooks.example:{receiver.port}/hook")
         at_registration = stub.count("hooks.example")
         stub.names["hooks.example"] = at_send_time
@@ -323,7 +323,7 @@ async def test_stored_url_to_loopback_is_refused_at_every_attempt(
     settings = guard_on(make_settings)
     stub = StubResolver(NAMES)
     async with app_resolving_with(settings, stub, run_worker=True) as running:
-        sessionmaker = running.app.state.sessionmaker
+        sessionmaker = running.app.state.runtime.sessionmaker
         endpoint_id = await insert_endpoint(sessionmaker, template.format(port=receiver.port))
         await register_user(running.client, "alice")
         done = await finished_delivery(sessionmaker, endpoint_id)
@@ -342,7 +342,7 @@ async def test_ping_by_id_to_stored_loopback_url_is_refused(
     # The receiver's own URL, stored past the guard: a slip lands on it and nowhere else.
     stub = StubResolver()
     async with app_resolving_with(guard_on(make_settings), stub) as running:
-        endpoint_id = await insert_endpoint(running.app.state.sessionmaker, receiver.url("/x"))
+        endpoint_id = await insert_endpoint(running.app.state.runtime.sessionmaker, receiver.url("/x"))
         response = await running.client.post(f"/webhooks/{endpoint_id}/ping")
 
     assert response.status_code == 200, response.text
@@ -359,7 +359,7 @@ async def test_ping_all_reports_stored_loopback_url_as_failed(
     # The receiver's own URL, stored past the guard: a slip lands on it and nowhere else.
     stub = StubResolver()
     async with app_resolving_with(guard_on(make_settings), stub) as running:
-        sessionmaker = running.app.state.sessionmaker
+        sessionmaker = running.app.state.runtime.sessionmaker
         await insert_endpoint(sessionmaker, receiver.url("/x"))
         response = await running.client.post("/ping")
         async with sessionmaker() as session:

@@ -1,6 +1,5 @@
 """The app factory: routes, the error handler and a lifespan that owns engine, sender, worker."""
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,19 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hookline import __version__, migrate, secretbox
+from hookline import __version__, runtime
 from hookline.api import auth, health, metrics, responses
 from hookline.api.limits import BodySizeLimit, RateLimit, RefuseNul
 from hookline.config import Settings
-from hookline.db import create_engine, create_sessionmaker
-from hookline.delivery.sender import Sender
-from hookline.delivery.worker import Worker
 from hookline.errors import AppError
 from hookline.events.router import router as events_router
 from hookline.users.router import router as users_router
-from hookline.webhooks import service as webhooks
+from hookline.store import StoreUnavailable
 from hookline.webhooks.endpoint_router import router as endpoint_router
 from hookline.webhooks.router import router as webhooks_router
 
@@ -52,56 +47,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        box = secretbox.load(settings)
-        engine = create_engine(settings)
-        try:
-            admin_hash = await _prepare(engine, box)
-        except BaseException:
-            await engine.dispose()
-            raise
-        sessionmaker = create_sessionmaker(engine)
-        sender = Sender.from_settings(settings, resolver, box)
-        await sender.start()
-        worker = None
-        worker_task = None
-        app.state.settings = settings
-        app.state.engine = engine
-        app.state.admin_token_hash = admin_hash
-        app.state.sessionmaker = sessionmaker
-        app.state.sender = sender
-        app.state.secret_box = box
-        app.state.wake_workers = lambda: None
-        if run_worker:
-            worker = Worker(settings=settings, engine=engine, sender=sender)
-            app.state.worker = worker
-            app.state.wake_workers = worker.wake
-            worker_task = asyncio.create_task(worker.run())
-        try:
+        async with runtime.running(
+            settings, migrate_db=migrate_db, run_worker=run_worker, resolver=resolver
+        ) as running:
+            app.state.runtime = running
             yield
-        finally:
-            if worker is not None and worker_task is not None:
-                worker.stop()
-                await worker_task
-            await sender.close()
-            await engine.dispose()
-
-    async def _prepare(engine: AsyncEngine, box: secretbox.SecretBox) -> str | None:
-        """Migrate, check the secret key, seal old plaintext secrets, find the admin token."""
-        if migrate_db:
-            await migrate.upgrade(engine)
-        if await migrate.is_current(engine):
-            async with create_sessionmaker(engine).begin() as session:
-                await webhooks.check_secret_key(session, box)
-                await webhooks.reseal_secrets(session, box, every=False)
-        admin_hash, generated = await auth.admin_token_hash(engine, settings)
-        if generated is not None:
-            # Shown once, never logged; the file keeps it for the owner of the data dir.
-            print(
-                f"hookline: generated the admin token (saved to"
-                f" {settings.data_dir / auth.ADMIN_TOKEN_FILE}, mode 0600): {generated}",
-                flush=True,
-            )
-        return admin_hash
 
     app = FastAPI(
         title="hookline",
@@ -123,12 +73,13 @@ def create_app(
             # The offending input cannot be echoed (NaN, a lone surrogate, deep nesting).
             return JSONResponse({"detail": plain_errors(exc)}, status_code=422)
 
+    @app.exception_handler(StoreUnavailable)
     @app.exception_handler(DBAPIError)
     @app.exception_handler(SQLAlchemyTimeoutError)
     @app.exception_handler(OSError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         # Nothing was acknowledged: the client may send it again once the database is back.
-        if not _is_outage(exc):
+        if not isinstance(exc, StoreUnavailable) and not _is_outage(exc):
             raise exc  # a bug, not an outage: a 500
         log.warning("database unavailable: %s", type(exc).__name__)
         return JSONResponse(

@@ -16,15 +16,13 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-
-from hookline import migrate
-from hookline.api.deps import SessionDep
+from hookline.api.deps import runtime_of
 from hookline.config import Settings
 from hookline.errors import Forbidden, Unauthorized
-from hookline.models import AdminToken, User, utcnow
+from hookline.models import utcnow
+from hookline.store import Store, units
+from hookline.store.sql import Statement, sql
+from hookline.store.units import Unit
 from hookline.tokens import ADMIN_PREFIX, USER_PREFIX, new_token, token_hash
 
 ADMIN_TOKEN_FILE = "admin-token"
@@ -52,18 +50,31 @@ _bearer = HTTPBearer(
 
 MISSING = "Missing bearer token: send 'Authorization: Bearer <token>'"
 
+_USER_BY_TOKEN = sql("SELECT username FROM users WHERE token_hash = :token_hash")
+_ADMIN_HASH = sql("SELECT token_hash FROM admin_tokens WHERE id = 1")
+_ADD_ADMIN_HASH = sql(
+    "INSERT INTO admin_tokens (id, token_hash, created_at) VALUES (1, :token_hash, :created_at)"
+    " ON CONFLICT DO NOTHING RETURNING token_hash"
+)
 
-async def _identify(request: Request, session: AsyncSession, token: str) -> Caller | None:
+
+def _lookup(statement: Statement, params: dict[str, str] | None = None) -> Unit[str | None]:
+    found = yield units.value(statement, params)
+    return None if found is None else str(found)
+
+
+async def _identify(request: Request, token: str) -> Caller | None:
     """The caller a token stands for, or None for an unknown one."""
+    runtime = runtime_of(request)
     hashed = token_hash(token)
-    admin_hash: str | None = request.app.state.admin_token_hash
+    admin_hash = runtime.admin_token_hash
     if admin_hash is None:  # not known at start (unmigrated database): look again
-        admin_hash = await session.scalar(select(AdminToken.token_hash).where(AdminToken.id == 1))
-        request.app.state.admin_token_hash = admin_hash
+        admin_hash = runtime.admin_token_hash = await runtime.store.read(_lookup(_ADMIN_HASH))
     if admin_hash is not None and hmac.compare_digest(hashed, admin_hash):
         return Caller()
     if token.startswith(USER_PREFIX):
-        username = await session.scalar(select(User.username).where(User.token_hash == hashed))
+        # One indexed read per request (the unique index on token_hash).
+        username = await runtime.store.read(_lookup(_USER_BY_TOKEN, {"token_hash": hashed}))
         if username is not None:
             return Caller(username=username)
     return None
@@ -71,12 +82,11 @@ async def _identify(request: Request, session: AsyncSession, token: str) -> Call
 
 async def _caller(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None:
         raise Unauthorized(MISSING)
-    caller = await _identify(request, session, credentials.credentials)
+    caller = await _identify(request, credentials.credentials)
     if caller is None:
         raise Unauthorized("Invalid bearer token")
     return caller
@@ -91,8 +101,7 @@ async def refuse_anonymous(request: Request) -> Unauthorized | None:
     credentials = await _bearer(request)
     if credentials is None:
         return Unauthorized(MISSING)
-    async with request.app.state.sessionmaker() as session:
-        caller = await _identify(request, session, credentials.credentials)
+    caller = await _identify(request, credentials.credentials)
     return Unauthorized("Invalid bearer token") if caller is None else None
 
 
@@ -119,7 +128,7 @@ def require_self(caller: Caller, username: str, what: str) -> None:
 
 
 async def admin_token_hash(
-    engine: AsyncEngine, settings: Settings
+    store: Store, settings: Settings, *, migrated: bool
 ) -> tuple[str | None, str | None]:
     """The admin token's hash, and the token itself when it was generated just now.
 
@@ -129,27 +138,22 @@ async def admin_token_hash(
     """
     if settings.admin_token is not None:
         return token_hash(settings.admin_token.get_secret_value()), None
-    if not await migrate.is_current(engine):
+    if not migrated:
         return None, None
-    async with engine.begin() as conn:
-        stored = await conn.scalar(select(AdminToken.token_hash).where(AdminToken.id == 1))
+    stored = await store.read(_lookup(_ADMIN_HASH))
     if stored is not None:
         return stored, None
     token = new_token(ADMIN_PREFIX)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(AdminToken),
-                {"id": 1, "token_hash": token_hash(token), "created_at": utcnow()},
-            )
-    except IntegrityError:  # another process generated it first
-        async with engine.begin() as conn:
-            stored = await conn.scalar(select(AdminToken.token_hash).where(AdminToken.id == 1))
-        if stored is None:
-            raise
-        return stored, None
+    added = await store.write(_add_admin_hash(token_hash(token)))
+    if added is None:  # another process generated it first
+        return await store.read(_lookup(_ADMIN_HASH)), None
     write_admin_token(settings.data_dir, token)
-    return token_hash(token), token
+    return added, token
+
+
+def _add_admin_hash(hashed: str) -> Unit[str | None]:
+    found = yield units.value(_ADD_ADMIN_HASH, {"token_hash": hashed, "created_at": utcnow()})
+    return None if found is None else str(found)
 
 
 def write_admin_token(data_dir: Path, token: str) -> Path:

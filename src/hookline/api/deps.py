@@ -1,6 +1,6 @@
-"""Dependencies named once: the request's session (it owns the transaction), settings, sender.
+"""Dependencies named once: the runtime's parts (the store above all), settings, sender.
 
-Auth (CONTRACT §3) plugs in here, as `AdminDep` and `CurrentUser` beside `SessionDep`.
+Auth (CONTRACT §3) plugs in here, as `AdminDep` and `CurrentUser` beside `StoreDep`.
 """
 
 from collections.abc import AsyncIterator
@@ -14,13 +14,21 @@ from hookline.db import SessionMaker
 from hookline.delivery import notify
 from hookline.delivery.sender import Sender
 from hookline.events.service import WAKE_WORKERS
+from hookline.runtime import Runtime
 from hookline.secretbox import SecretBox
+from hookline.store import Store
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The process's runtime, set by the app's lifespan."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     """Commit when the route returns, roll back when it raises; then wake the workers."""
-    state = request.app.state
-    async with state.sessionmaker() as session:
+    runtime = runtime_of(request)
+    async with runtime.sessionmaker() as session:
         try:
             yield session
             if session.info.get(WAKE_WORKERS) and session.get_bind().dialect.name == "postgresql":
@@ -31,29 +39,31 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         if session.info.pop(WAKE_WORKERS, False):
-            state.wake_workers()
+            runtime.wake_workers()
 
 
 def _sessions(request: Request) -> SessionMaker:
-    sessions: SessionMaker = request.app.state.sessionmaker
-    return sessions
+    return runtime_of(request).sessionmaker
+
+
+def _store(request: Request) -> Store:
+    return runtime_of(request).store
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return runtime_of(request).settings
 
 
 def _secret_box(request: Request) -> SecretBox:
-    box: SecretBox = request.app.state.secret_box
-    return box
+    return runtime_of(request).box
 
 
 def _sender(request: Request) -> Sender:
-    sender: Sender = request.app.state.sender
-    return sender
+    return runtime_of(request).sender
 
 
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+StoreDep = Annotated[Store, Depends(_store)]
 # scope="function": commit before the response is sent, so a 201 means it is stored.
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 # For routes that wait on receivers: they keep their transactions short and own them.

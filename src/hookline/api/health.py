@@ -1,10 +1,10 @@
 """Liveness and readiness."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from hookline import migrate
+from hookline.api.deps import StoreDep
 
 router = APIRouter(tags=["health"])
 
@@ -16,13 +16,10 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", responses={503: {"description": "Not ready"}})
-async def ready(request: Request) -> JSONResponse:
+async def ready(store: StoreDep) -> JSONResponse:
     """The database answers and its schema is current."""
-    engine = request.app.state.engine
     try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        current = await migrate.is_current(engine)
+        current = await migrate.is_current(store)
     except Exception:
         return JSONResponse({"status": "database unreachable"}, status_code=503)
     if not current:

@@ -1,24 +1,30 @@
 """The `Idempotency-Key` header: the same key and body within 24 hours replays the first answer.
 
-A route calls `replay()` before its work and `remember()` after it, in the same transaction, so
-the answer is stored if and only if the work is. Error answers are never stored: they roll back.
+`once()` wraps a route's unit of work: it first claims the key (an insert that, on PostgreSQL,
+waits for a concurrent request holding the same key to commit), so that of many requests with
+one key exactly one does the work and the others replay its answer, never a misleading error.
+The answer is stored in the same transaction as the work, so it is stored if and only if the
+work is. Error answers are never stored: they roll back.
 """
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import CursorResult, delete, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hookline.errors import Conflict
-from hookline.models import IdempotencyKey, utcnow
+from hookline.models import utcnow
+from hookline.store import units
+from hookline.store.sql import js, sql
+from hookline.store.units import Unit
+
+T = TypeVar("T")
 
 TTL = timedelta(hours=24)
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -37,8 +43,38 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 
-# Puts back into a stored answer what was left out of it (secrets), before it is replayed.
-Restore = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# Claim the key: a new row, or an expired one taken over. Nothing comes back when a live
+# answer holds it (or, on PostgreSQL, a concurrent request has committed one meanwhile).
+_CLAIM = sql(
+    "INSERT INTO idempotency_keys (scope, key, request_hash, status_code, response, created_at)"
+    " VALUES (:scope, :key, :request_hash, 0, :response, :created_at)"
+    " ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash,"
+    " status_code = 0, response = excluded.response, created_at = excluded.created_at"
+    " WHERE idempotency_keys.created_at < :cutoff"
+    " RETURNING key"
+)
+_STORED = sql(
+    "SELECT request_hash, status_code, response FROM idempotency_keys"
+    " WHERE scope = :scope AND key = :key"
+)
+_ANSWER = sql(
+    "UPDATE idempotency_keys SET status_code = :status_code, response = :response"
+    " WHERE scope = :scope AND key = :key"
+)
+_PRUNE = sql("DELETE FROM idempotency_keys WHERE created_at < :before")
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The first answer to a key, to send again."""
+
+    status_code: int
+    body: dict[str, Any]
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            self.body, status_code=self.status_code, headers={REPLAYED_HEADER: "true"}
+        )
 
 
 def request_hash(request: BaseModel) -> str:
@@ -46,72 +82,54 @@ def request_hash(request: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def replay(
+# Puts back into a stored answer what was left out of it (secrets), before it is replayed.
+Restore = Callable[[dict[str, Any]], Unit[dict[str, Any]]]
+
+
+def once(
     *,
-    session: AsyncSession,
     scope: str,
     key: str | None,
     request: BaseModel,
-    restore: Restore | None = None,
-) -> JSONResponse | None:
-    """The first answer to this key and body, or None when the route should do the work."""
-    if key is None:
-        return None
-    where = (IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-    stored = (
-        await session.execute(
-            select(
-                IdempotencyKey.request_hash,
-                IdempotencyKey.status_code,
-                IdempotencyKey.response,
-                IdempotencyKey.created_at,
-            ).where(*where)
-        )
-    ).one_or_none()
-    if stored is None:
-        return None
-    cutoff = utcnow() - TTL
-    if stored.created_at < cutoff:  # expired: free the key for this request to use
-        await session.execute(
-            delete(IdempotencyKey).where(*where, IdempotencyKey.created_at < cutoff)
-        )
-        return None
-    if stored.request_hash != request_hash(request):
-        raise Conflict(f"Idempotency-Key '{key}' was already used with a different request body")
-    body = stored.response if restore is None else await restore(stored.response)
-    return JSONResponse(body, status_code=stored.status_code, headers={REPLAYED_HEADER: "true"})
-
-
-async def remember(
-    *,
-    session: AsyncSession,
-    scope: str,
-    key: str | None,
-    request: BaseModel,
+    work: Unit[T],
     status_code: int,
-    response: dict[str, Any],
-) -> None:
-    """Store the answer in the route's transaction; `response` must hold no secret or token."""
+    remember: Callable[[T], dict[str, Any]],
+    restore: Restore | None = None,
+) -> Unit[T | Replay]:
+    """Run `work` unless this key already has an answer; store the answer with the work.
+
+    `remember` gives what is stored of the result: never a secret or a token.
+    """
     if key is None:
-        return
-    row = {
-        "scope": scope,
-        "key": key,
-        "request_hash": request_hash(request),
-        "status_code": status_code,
-        "response": response,
-        "created_at": utcnow(),
-    }
-    try:
-        async with session.begin_nested():
-            await session.execute(insert(IdempotencyKey), row)
-    except IntegrityError as exc:  # a concurrent request with this key stored its answer first
-        raise Conflict(
-            f"A request with Idempotency-Key '{key}' is already being processed"
-        ) from exc
+        return (yield from work)
+    where = {"scope": scope, "key": key}
+    hashed = request_hash(request)
+    now = utcnow()
+    claimed = yield units.value(
+        _CLAIM,
+        {**where, "request_hash": hashed, "response": {}, "created_at": now, "cutoff": now - TTL},
+    )
+    if claimed is None:
+        work.close()
+        stored = yield units.one(_STORED, where)
+        if stored is None or stored[1] == 0:  # pragma: no cover - only mid-prune
+            raise Conflict(f"A request with Idempotency-Key '{key}' is being processed; retry")
+        if stored[0] != hashed:
+            raise Conflict(
+                f"Idempotency-Key '{key}' was already used with a different request body"
+            )
+        body = js(stored[2])
+        if restore is not None:
+            body = yield from restore(body)
+        return Replay(int(stored[1]), body)
+    result = yield from work
+    yield units.execute(
+        _ANSWER, {**where, "status_code": status_code, "response": remember(result)}
+    )
+    return result
 
 
-async def prune(db: AsyncConnection | AsyncSession, *, before: datetime) -> int:
+def prune(*, before: datetime) -> Unit[int]:
     """Delete the keys created before `before`; return how many were deleted."""
-    result = await db.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
-    return cast(CursorResult[Any], result).rowcount
+    deleted: int = yield units.execute(_PRUNE, {"before": before})
+    return deleted

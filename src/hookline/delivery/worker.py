@@ -18,6 +18,7 @@ from hookline.delivery import envelope, notify, queue, retry
 from hookline.delivery.sender import Outcome, Sender
 from hookline.events.service import PING
 from hookline.models import utcnow
+from hookline.store import Store
 from hookline.webhooks import lifecycle
 
 log = logging.getLogger("hookline.worker")
@@ -34,6 +35,7 @@ class Worker:
         self,
         *,
         settings: Settings,
+        store: Store,
         engine: AsyncEngine,
         sender: Sender,
         housekeeping_interval: float = HOUSEKEEPING_INTERVAL,
@@ -41,6 +43,7 @@ class Worker:
         self._housekeeping_interval = housekeeping_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._settings = settings
+        self._store = store
         self._engine = engine
         self._sender = sender
         self._inflight: dict[str, asyncio.Task[None]] = {}

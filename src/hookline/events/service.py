@@ -12,6 +12,8 @@ from hookline.delivery.queue import Db
 from hookline.delivery.sender import Outcome
 from hookline.ids import new_id
 from hookline.models import Attempt, Delivery, Endpoint, Event, Subscription, utcnow
+from hookline.store import outbox
+from hookline.store.units import Unit
 
 USER_REGISTERED = "user_registered"
 USER_SEND_MESSAGE = "user_send_message"
@@ -21,7 +23,7 @@ WILDCARD = "*"
 # What an endpoint can subscribe to; `ping` is sent directly, never subscribed to.
 SUBSCRIBABLE = (USER_REGISTERED, USER_SEND_MESSAGE, WEBHOOK_DISABLED)
 
-# Set on the session by publish(); the request or job wakes the workers after it commits.
+# Set on the session by publish_in_session(); the request wakes the workers after it commits.
 WAKE_WORKERS = "hookline.wake_workers"
 
 
@@ -38,8 +40,12 @@ _SUBSCRIBED = (
     .distinct()
 )
 
+def publish(*, event: str, data: dict[str, Any], to: Sequence[str] | None = None) -> Unit[str]:
+    """Add the event and its deliveries to the caller's unit of work; return the event id."""
+    return outbox.publish(event=event, data=data, to=to)
 
-async def publish(
+
+async def publish_in_session(
     *, session: Db, event: str, data: dict[str, Any], to: Sequence[str] | None = None
 ) -> str:
     """Add the event and its deliveries to the session's transaction; return the event id.

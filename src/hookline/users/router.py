@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from hookline.api import idempotency
 from hookline.api.auth import AdminDep, CallerDep, require_self
-from hookline.api.deps import SessionDep
+from hookline.api.deps import StoreDep
 from hookline.api.idempotency import IdempotencyKeyHeader
 from hookline.api.pagination import After, Limit, set_next_link
 from hookline.api.responses import AUTH
@@ -34,41 +34,37 @@ _404: dict[int | str, dict[str, Any]] = {404: {"description": "Sender or recipie
     responses={409: {"description": "Username already exists, or Idempotency-Key reused"}},
 )
 async def register_user(
-    body: UserCreate, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+    body: UserCreate, store: StoreDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> UserCreated | JSONResponse:
     """Register a user (the name is stored lowercased) and fire `user_registered`.
 
     A replay under the same `Idempotency-Key` answers `"token": null`: the token is shown once.
     """
-    scope = "POST /users"
-    replayed = await idempotency.replay(
-        session=session, scope=scope, key=idempotency_key, request=body
+    created = await store.write(
+        idempotency.once(
+            scope="POST /users",
+            key=idempotency_key,
+            request=body,
+            work=service.register(username=body.username),
+            status_code=status.HTTP_201_CREATED,
+            # Tokens are stored hashed: a replay cannot show one.
+            remember=lambda created: created.model_dump(mode="json") | {"token": None},
+        )
     )
-    if replayed is not None:
-        return replayed
-    created = await service.register(session=session, username=body.username)
-    await idempotency.remember(
-        session=session,
-        scope=scope,
-        key=idempotency_key,
-        request=body,
-        status_code=status.HTTP_201_CREATED,
-        response=created.model_dump(mode="json") | {"token": None},  # tokens are stored hashed
-    )
-    return created
+    return created.response() if isinstance(created, idempotency.Replay) else created
 
 
 @router.get("/users", responses=AUTH)
 async def list_users(
     request: Request,
     response: Response,
-    session: SessionDep,
+    store: StoreDep,
     _caller: CallerDep,
     limit: Limit = 100,
     after: After = None,
 ) -> list[UserOut]:
     """Users, oldest first; a `Link: <…>; rel="next"` header when there are more."""
-    users = await service.list_users(session=session, limit=limit + 1, after=after)
+    users = await store.read(service.list_users(limit=limit + 1, after=after))
     if len(users) > limit:
         users = users[:limit]
         set_next_link(request, response, users[-1].id)
@@ -83,7 +79,7 @@ async def list_users(
 )
 async def send_message(
     body: MessageCreate,
-    session: SessionDep,
+    store: StoreDep,
     caller: CallerDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> MessageOut | JSONResponse:
@@ -92,36 +88,30 @@ async def send_message(
     A user sends only as itself (`403` otherwise); the admin as anyone.
     """
     require_self(caller, body.sender, "send messages as itself")
-    # Keys are the caller's own: two users may pick the same one.
-    scope = f"POST /users/messages {caller.username or '#admin'}"
-    replayed = await idempotency.replay(
-        session=session, scope=scope, key=idempotency_key, request=body
+    sent = await store.write(
+        idempotency.once(
+            # Keys are the caller's own: two users may pick the same one.
+            scope=f"POST /users/messages {caller.username or '#admin'}",
+            key=idempotency_key,
+            request=body,
+            work=service.send_message(
+                sender=body.sender,
+                recipient=body.recipient,
+                subject=body.subject,
+                message=body.message,
+            ),
+            status_code=status.HTTP_201_CREATED,
+            remember=lambda sent: sent.model_dump(mode="json"),
+        )
     )
-    if replayed is not None:
-        return replayed
-    sent = await service.send_message(
-        session=session,
-        sender=body.sender,
-        recipient=body.recipient,
-        subject=body.subject,
-        message=body.message,
-    )
-    await idempotency.remember(
-        session=session,
-        scope=scope,
-        key=idempotency_key,
-        request=body,
-        status_code=status.HTTP_201_CREATED,
-        response=sent.model_dump(mode="json"),
-    )
-    return sent
+    return sent.response() if isinstance(sent, idempotency.Replay) else sent
 
 
 @router.get("/users/messages", responses={**AUTH, **_404})
 async def read_messages(
     request: Request,
     response: Response,
-    session: SessionDep,
+    store: StoreDep,
     caller: CallerDep,
     recipient: Annotated[str, Query(min_length=1, max_length=64, pattern=USERNAME_PATTERN)],
     limit: Limit = 100,
@@ -132,9 +122,7 @@ async def read_messages(
     A user reads only its own (`403` otherwise); the admin anyone's.
     """
     require_self(caller, recipient, "read messages sent to itself")
-    messages = await service.inbox(
-        session=session, recipient=recipient, limit=limit + 1, after=after
-    )
+    messages = await store.read(service.inbox(recipient=recipient, limit=limit + 1, after=after))
     if len(messages) > limit:
         messages = messages[:limit]
         set_next_link(request, response, messages[-1].id)
@@ -144,9 +132,9 @@ async def read_messages(
 @router.post("/users/{username}/token", responses={**AUTH, 404: {"description": "No such user"}})
 async def issue_token(
     username: Annotated[str, Path(min_length=1, max_length=64, pattern=USERNAME_PATTERN)],
-    session: SessionDep,
+    store: StoreDep,
     _admin: AdminDep,
 ) -> UserToken:
     """A new token for a user who lost theirs (admin only); the old one stops working."""
-    token = await service.issue_token(session=session, username=username)
+    token = await store.write(service.issue_token(username=username))
     return UserToken(username=username.strip().lower(), token=token)

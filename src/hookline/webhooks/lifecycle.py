@@ -125,7 +125,7 @@ async def disable(db: Db, endpoint_ids: Collection[str], *, reason: str) -> list
             "reason": reason,
             "disabled_at": envelope.timestamp(now),
         }
-        await events.publish(session=db, event=events.WEBHOOK_DISABLED, data=data)
+        await events.publish_in_session(session=db, event=events.WEBHOOK_DISABLED, data=data)
     return ids
 
 

@@ -1,0 +1,119 @@
+"""The running parts, built once: the store, the secret box, the sender and the worker.
+
+The app's lifespan, `hookline worker` and every CLI command that touches the database start
+them here, in one order, and stop them in the reverse one.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp.abc import AbstractResolver
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hookline import migrate, secretbox
+from hookline.config import Settings
+from hookline.db import SessionMaker, create_engine, create_sessionmaker
+from hookline.delivery.sender import Sender
+from hookline.store import Store, StoreUnavailable, open_store
+
+if TYPE_CHECKING:
+    from hookline.delivery.worker import Worker
+
+log = logging.getLogger("hookline")
+
+
+@dataclass
+class Runtime:
+    """What one process runs with; the app keeps it as `app.state.runtime`."""
+
+    settings: Settings
+    store: Store
+    box: secretbox.SecretBox
+    sender: Sender
+    # The admin token's hash; None until the database is migrated (then looked up again).
+    admin_token_hash: str | None
+    engine: AsyncEngine
+    sessionmaker: SessionMaker
+    worker: "Worker | None" = None
+    worker_task: "asyncio.Task[None] | None" = None
+
+    def wake_workers(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    *,
+    migrate_db: bool = False,
+    run_worker: bool = False,
+    resolver: AbstractResolver | None = None,
+    announce_admin_token: bool = True,
+    tolerate_outage: bool = False,
+) -> AsyncIterator[Runtime]:
+    """Start everything this process needs; stop it all on the way out.
+
+    With `tolerate_outage` (the worker), a database that cannot be reached at start is waited
+    for instead of stopping the start.
+    """
+    from hookline.api import auth  # the admin token is the API's concern
+    from hookline.webhooks import secrets as endpoint_secrets
+
+    box = secretbox.load(settings)  # first: a bad key must not create or migrate anything
+    if migrate_db:
+        await migrate.upgrade(settings)
+    store = open_store(settings)
+    engine = create_engine(settings)
+    sender: Sender | None = None
+    runtime: Runtime | None = None
+    worker_task: asyncio.Task[None] | None = None
+    try:
+        try:
+            current = await migrate.is_current(store)
+        except StoreUnavailable:
+            if not tolerate_outage:
+                raise
+            log.warning("the database is unreachable at start; waiting for it")
+            current = False
+        if current:
+            await endpoint_secrets.check_key(store, box)
+            await endpoint_secrets.reseal(store, box, every=False)
+        admin_hash, generated = await auth.admin_token_hash(store, settings, migrated=current)
+        if generated is not None and announce_admin_token:
+            # Shown once, never logged; the file keeps it for the owner of the data dir.
+            print(
+                f"hookline: generated the admin token (saved to"
+                f" {settings.data_dir / auth.ADMIN_TOKEN_FILE}, mode 0600): {generated}",
+                flush=True,
+            )
+        sender = Sender.from_settings(settings, resolver, box)
+        await sender.start()
+        runtime = Runtime(
+            settings=settings,
+            store=store,
+            box=box,
+            sender=sender,
+            admin_token_hash=admin_hash,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+        )
+        if run_worker:
+            from hookline.delivery.worker import Worker
+
+            runtime.worker = Worker(settings=settings, store=store, engine=engine, sender=sender)
+            store.on_wake(runtime.worker.wake)
+            worker_task = runtime.worker_task = asyncio.create_task(runtime.worker.run())
+        yield runtime
+    finally:
+        if worker_task is not None and runtime is not None and runtime.worker is not None:
+            runtime.worker.stop()
+            await worker_task
+        if sender is not None:
+            await sender.close()
+        await store.close()
+        await engine.dispose()

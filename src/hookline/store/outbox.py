@@ -1,0 +1,76 @@
+"""The outbox: an event and its deliveries, added to the caller's unit of work."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from hookline.ids import new_id
+from hookline.models import utcnow
+from hookline.store import units
+from hookline.store.sql import sql
+from hookline.store.units import Unit
+
+_ADD_EVENT = sql(
+    "INSERT INTO events (id, event, payload, created_at)"
+    " VALUES (:id, :event, :payload, :created_at)"
+)
+# Due at once, by the database's clock (the one claims compare with).
+_ADD_DELIVERY = sql(
+    "INSERT INTO deliveries"
+    " (id, event_id, endpoint_id, status, attempts_made, next_attempt_at, created_at)"
+    " VALUES (:id, :event_id, :endpoint_id, 'pending', 0, {now}, :created_at)"
+)
+
+# Subscribed, or subscribed to everything ("*"), and enabled.
+_SUBSCRIBERS = sql(
+    "SELECT DISTINCT s.endpoint_id FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id"
+    " WHERE s.event IN (:event, '*') AND e.enabled = TRUE"
+)
+
+
+def publish(
+    *, event: str, data: dict[str, Any], to: Sequence[str] | None = None
+) -> Unit[str]:
+    """Add the event and its deliveries to the caller's unit of work; return the event id.
+
+    The deliveries go to every enabled endpoint subscribed to `event` (or to "*"), or to the
+    endpoints `to` names (a ping to a new endpoint).
+    """
+    if to is None:
+        found = yield units.rows(_SUBSCRIBERS, {"event": event})
+        endpoint_ids = [row[0] for row in found]
+    else:
+        endpoint_ids = list(to)
+    return (
+        yield from enqueue(event=event, data=data, endpoint_ids=endpoint_ids, created_at=utcnow())
+    )
+
+
+def enqueue(
+    *,
+    event: str,
+    data: dict[str, Any],
+    endpoint_ids: Sequence[str],
+    created_at: datetime,
+    event_id: str | None = None,
+) -> Unit[str]:
+    """Store the event and one pending delivery per endpoint; wake the workers if any."""
+    event_id = event_id or new_id("evt")
+    yield units.execute(
+        _ADD_EVENT, {"id": event_id, "event": event, "payload": data, "created_at": created_at}
+    )
+    if endpoint_ids:
+        yield units.execute_many(
+            _ADD_DELIVERY,
+            (
+                {
+                    "id": new_id("dlv"),
+                    "event_id": event_id,
+                    "endpoint_id": endpoint_id,
+                    "created_at": created_at,
+                }
+                for endpoint_id in endpoint_ids
+            ),
+        )
+        yield units.wake()
+    return event_id

@@ -1,0 +1,147 @@
+"""PostgreSQL through asyncpg: a pool, statements prepared once per connection, one unit per
+transaction (PostgreSQL runs them side by side; there is nothing to group)."""
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+
+from hookline.store.sql import postgres_value
+from hookline.store.units import IntegrityError, Mode, Op, StoreUnavailable, Unit
+
+log = logging.getLogger("hookline.store")
+
+T = TypeVar("T")
+
+NOTIFY_CHANNEL = "hookline_wake"
+_NOTIFY = f"NOTIFY {NOTIFY_CHANNEL}"
+
+# What asyncpg raises while PostgreSQL is down, starts, stops or drops a connection.
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, _OUTAGES):
+        return True
+    code = str(getattr(exc, "sqlstate", "") or "")
+    return code.startswith(("08", "57P", "53"))
+
+
+def _args(op: Op) -> list[Any]:
+    assert op.statement is not None
+    params = op.params
+    return [postgres_value(params.get(name)) for name in op.statement.names]
+
+
+class PostgresBackend:
+    dialect = "postgresql"
+
+    def __init__(self, dsn: str, pool_size: int, on_wake: Callable[[], None]) -> None:
+        self.dsn = dsn
+        self._pool_size = pool_size
+        self._on_wake = on_wake
+        self._pool: asyncpg.Pool | None = None
+
+    async def _connection_pool(self) -> Any:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=self._pool_size, max_inactive_connection_lifetime=60
+                )
+            except BaseException as exc:
+                if _unavailable(exc):
+                    raise StoreUnavailable(str(exc)) from exc
+                raise
+        return self._pool
+
+    async def write(self, unit: Unit[T]) -> T:
+        pool = await self._connection_pool()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                result, woken = await _drive(conn, unit)
+                if woken:
+                    await conn.execute(_NOTIFY)  # delivered at commit, to every process
+        except BaseException as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
+        if woken:
+            self._on_wake()
+        return result
+
+    async def read(self, unit: Unit[T]) -> T:
+        pool = await self._connection_pool()
+        try:
+            async with pool.acquire() as conn:
+                result, _ = await _drive(conn, unit)
+                return result
+        except BaseException as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await pool.close()
+            except Exception:  # a pool whose server went away: nothing left to close cleanly
+                pool.terminate()
+
+
+async def _run(conn: Any, op: Op) -> Any:
+    assert op.statement is not None
+    text = op.statement.postgres
+    if op.mode is Mode.MANY:
+        batch = [[postgres_value(p.get(n)) for n in op.statement.names] for p in op.params]
+        if batch:
+            await conn.executemany(text, batch)
+        return None
+    args = _args(op)
+    if op.mode is Mode.ALL:
+        return await conn.fetch(text, *args)
+    if op.mode is Mode.ONE:
+        return await conn.fetchrow(text, *args)
+    if op.mode is Mode.VALUE:
+        return await conn.fetchval(text, *args)
+    status: str = await conn.execute(text, *args)
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+async def _drive(conn: Any, unit: Unit[T]) -> tuple[T, bool]:
+    woken = False
+    try:
+        op = next(unit)
+        while True:
+            if op.mode is Mode.WAKE:
+                woken = True
+                op = unit.send(None)
+                continue
+            try:
+                if op.guarded:
+                    async with conn.transaction():  # a savepoint: a violation leaves the rest
+                        result = await _run(conn, op)
+                else:
+                    result = await _run(conn, op)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                if not op.guarded:  # the transaction is aborted: the unit cannot go on
+                    raise IntegrityError(str(exc)) from exc
+                op = unit.throw(IntegrityError(str(exc)))
+                continue
+            op = unit.send(result)
+    except StopIteration as done:
+        value: T = done.value
+        return value, woken
+    finally:
+        unit.close()

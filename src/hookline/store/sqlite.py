@@ -1,0 +1,284 @@
+"""SQLite: one writer thread commits many units in one transaction; a reader thread reads.
+
+SQLite has one writer. The writer thread owns the one writing connection: it takes every unit
+waiting, runs each in a savepoint of one transaction (a unit that fails rolls back alone and
+its caller gets its error), commits, and only then answers the callers, so nothing is
+acknowledged before it is durable. Reads run on a second connection in its own thread (WAL lets
+them run beside the writer). Neither blocks the event loop.
+"""
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import Any, TypeVar
+
+from hookline.store.sql import Statement, sqlite_value
+from hookline.store.units import IntegrityError, Mode, Op, StoreUnavailable, Unit
+
+log = logging.getLogger("hookline.store")
+
+T = TypeVar("T")
+
+# Units committed in one transaction at most: bounds the latency a large group adds.
+MAX_GROUP = 256
+BUSY_TIMEOUT_MS = 30_000
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, foreign keys on."""
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        cached_statements=512,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+    )
+    conn.row_factory = sqlite3.Row
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    if readonly:
+        conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
+def _params(statement: Statement, given: Any, now: datetime) -> dict[str, Any]:
+    params = {name: sqlite_value(v) for name, v in given.items()}
+    if statement.uses_now:
+        params.setdefault("now", sqlite_value(now))
+        for name in statement.after:
+            seconds = given.get(name)
+            at = None if seconds is None else now + timedelta(seconds=seconds)
+            params[f"{name}__at"] = sqlite_value(at) if at is not None else None
+    return params
+
+
+class _Run:
+    """Runs units' operations on one connection; remembers whether a unit asked for a wake."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.woken = False
+
+    def op(self, op: Op) -> Any:
+        if op.mode is Mode.WAKE:
+            self.woken = True
+            return None
+        statement = op.statement
+        assert statement is not None
+        now = datetime.now(UTC)
+        if op.mode is Mode.MANY:
+            batch = [_params(statement, p, now) for p in op.params]
+            if batch:
+                self.conn.executemany(statement.sqlite, batch)
+            return None
+        cursor = self.conn.execute(statement.sqlite, _params(statement, op.params, now))
+        if op.mode is Mode.COUNT:
+            cursor.fetchall()  # a RETURNING clause's rows, if any: finish the statement
+            return cursor.rowcount
+        found = cursor.fetchall()
+        if op.mode is Mode.ALL:
+            return found
+        if op.mode is Mode.ONE:
+            return found[0] if found else None
+        return found[0][0] if found else None
+
+    def unit(self, unit: Unit[T]) -> T:
+        """Drive the unit to its end; a constraint error goes into it, where it may be caught."""
+        try:
+            op = next(unit)
+            while True:
+                try:
+                    result = self.op(op)
+                except sqlite3.IntegrityError as exc:
+                    op = unit.throw(IntegrityError(str(exc)))
+                    continue
+                op = unit.send(result)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+
+
+@dataclass
+class _Job:
+    unit: Unit[Any]
+    loop: asyncio.AbstractEventLoop
+    future: "asyncio.Future[Any]"
+    result: Any = None
+    error: BaseException | None = None
+    woken: bool = field(default=False)
+
+
+_STOP = None
+
+
+class SqliteBackend:
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, on_wake: Callable[[], None]) -> None:
+        self.path = path
+        self._on_wake = on_wake
+        self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="hookline-writer", daemon=True)
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="hookline-reader")
+        self._reader_conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._writer.start()
+
+    # -- the public face ---------------------------------------------------------------------
+
+    async def write(self, unit: Unit[T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        job = _Job(unit, loop, loop.create_future())
+        self._jobs.put(job)
+        result: T = await job.future
+        return result
+
+    async def read(self, unit: Unit[T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._read, unit)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(_STOP)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._reader.submit(self._close_reader)
+        self._reader.shutdown(wait=True)
+
+    # -- the reader thread -------------------------------------------------------------------
+
+    def _read(self, unit: Unit[T]) -> T:
+        try:
+            if self._reader_conn is None:
+                self._reader_conn = connect(self.path, readonly=True)
+            conn = self._reader_conn
+            conn.execute("BEGIN")  # one snapshot for every statement of the unit
+            try:
+                return _Run(conn).unit(unit)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if _fatal(exc):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
+
+    def _close_reader(self) -> None:
+        if self._reader_conn is not None:
+            self._reader_conn.close()
+            self._reader_conn = None
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is _STOP:
+                    return
+                group = [first]
+                stop = False
+                while len(group) < MAX_GROUP:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except Empty:
+                        break
+                    if job is _STOP:
+                        stop = True
+                        break
+                    group.append(job)
+                try:
+                    if conn is None:
+                        conn = connect(self.path)
+                    self._commit(conn, group)
+                except sqlite3.Error as exc:
+                    log.warning("a write transaction failed: %s", exc)
+                    failure = StoreUnavailable(f"the database refused the write: {exc}")
+                    for job in group:
+                        if job.error is None:
+                            job.error, job.result = failure, None
+                    if conn is not None:
+                        _rollback(conn)
+                self._answer(group)
+                if stop:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        for job in group:
+            run = _Run(conn)
+            conn.execute("SAVEPOINT unit")
+            try:
+                job.result = run.unit(job.unit)
+            except sqlite3.Error as exc:
+                if _fatal(exc):
+                    raise  # the database itself failed: the whole group fails
+                conn.execute("ROLLBACK TO unit")
+                job.error = exc
+            except BaseException as exc:  # the unit's own error: it alone rolls back
+                conn.execute("ROLLBACK TO unit")
+                job.error = exc
+            finally:
+                job.unit.close()
+            conn.execute("RELEASE unit")
+            job.woken = run.woken and job.error is None
+        conn.execute("COMMIT")
+
+    def _answer(self, group: list[_Job]) -> None:
+        woken = any(job.woken for job in group)
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in group:
+            by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, jobs, self._on_wake if woken else None)
+            except RuntimeError:  # that loop is closed: nobody waits for these any more
+                pass
+
+
+def _settle(jobs: list[_Job], wake: Callable[[], None] | None) -> None:
+    for job in jobs:
+        if job.future.done():
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
+    if wake is not None:
+        wake()
+
+
+# Errors of the database as a whole (not of one unit's statement): the group cannot commit.
+_FATAL = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN",
+          "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_READONLY", "SQLITE_PROTOCOL")
+
+
+def _fatal(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(_FATAL)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        log.exception("rolling back a failed write transaction failed")
