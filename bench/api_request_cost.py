@@ -85,7 +85,7 @@ async def main(args: argparse.Namespace) -> Result:
     app = create_app(settings)
     hops: dict[str, float] = {}
     async with app.router.lifespan_context(app):
-        engine = app.state.runtime.engine
+        engine = app.state.test_db.engine
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app), base_url="http://hookline", headers=headers

@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 
 from hookline import migrate
 from hookline.config import Settings
-from hookline.db import create_engine
 from hookline.models import Base
 from tests.support.app import RunningApp, running_app
+from tests.support.db import inspection_engine as create_engine
 from tests.support.receiver import Receiver
 
 POSTGRES_URL = os.environ.get("HOOKLINE_TEST_POSTGRES_URL", "")

@@ -96,7 +96,7 @@ class World:
 
     @property
     def engine(self) -> AsyncEngine:
-        engine: AsyncEngine = self.running.app.state.runtime.engine
+        engine: AsyncEngine = self.running.app.state.test_db.engine
         return engine
 
     def fresh(self, stem: str) -> str:
@@ -104,7 +104,7 @@ class World:
 
     async def fail_deliveries(self) -> None:
         """Mark the endpoint's deliveries failed, so that retry and recover would change them."""
-        async with self.running.app.state.runtime.sessionmaker.begin() as session:
+        async with self.running.app.state.test_db.sessions.begin() as session:
             await session.execute(
                 update(Delivery)
                 .where(Delivery.endpoint_id == self.endpoint_id)
@@ -530,7 +530,7 @@ async def test_a_user_token_is_stored_only_as_its_sha256(world):
     token = response.json()["token"]
 
     rows = await database_rows(world.engine)
-    async with world.running.app.state.runtime.sessionmaker() as session:
+    async with world.running.app.state.test_db.sessions() as session:
         stored = await session.scalar(select(User.token_hash).where(User.username == "erin"))
 
     assert stored == sha256(token)
@@ -592,7 +592,7 @@ async def test_a_new_token_for_a_user_who_does_not_exist_is_404(world):
 
 
 async def admin_hashes(running: RunningApp) -> list[str]:
-    async with running.app.state.runtime.sessionmaker() as session:
+    async with running.app.state.test_db.sessions() as session:
         return list(await session.scalars(select(AdminToken.token_hash)))
 
 
@@ -613,7 +613,7 @@ async def test_the_first_start_without_an_admin_token_generates_one(make_setting
         assert await status_as(running, token) == 200
         assert await status_as(running, ADMIN_PREFIX + secrets.token_urlsafe(32)) == 401
         assert await admin_hashes(running) == [sha256(token)]
-        assert stored_anywhere(await database_rows(running.app.state.runtime.engine), token) == []
+        assert stored_anywhere(await database_rows(running.app.state.test_db.engine), token) == []
 
     printed = capsys.readouterr().out
     assert printed.count(token) == 1

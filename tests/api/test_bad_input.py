@@ -71,7 +71,7 @@ class Target:
     async def snapshot(self) -> Snapshot:
         """Every row of the watched tables, in primary-key order."""
         rows: Snapshot = {}
-        async with self.app.state.runtime.engine.connect() as conn:
+        async with self.app.state.test_db.engine.connect() as conn:
             for model in WATCHED:
                 table = model.__table__
                 result = await conn.execute(select(table).order_by(*table.primary_key))
@@ -82,7 +82,7 @@ class Target:
         """Empty the database, then: one webhook, three users, a message, a failed ping, and
         the users' `user_registered` deliveries failed (pings are never recovered: these are
         what a recover that ran would requeue)."""
-        async with self.app.state.runtime.engine.begin() as conn:
+        async with self.app.state.test_db.engine.begin() as conn:
             for table in reversed(Base.metadata.sorted_tables):
                 await conn.execute(delete(table))
         hook = await subscribe(self.client, HOOK, "user_registered")
@@ -98,7 +98,7 @@ class Target:
         pinged = await self.client.post(f"/webhooks/{hook['id']}/ping")
         assert pinged.status_code == 200, pinged.text
         registered = select(Event.id).where(Event.event == "user_registered")
-        async with self.app.state.runtime.engine.begin() as conn:
+        async with self.app.state.test_db.engine.begin() as conn:
             failed = await conn.execute(
                 update(Delivery)
                 .where(Delivery.event_id.in_(registered))

@@ -637,7 +637,7 @@ async def test_once_the_rotation_overlap_has_passed_only_the_new_secret_signs(
     async with running_app(settings, run_worker=True) as running:
         registered = await subscribe(running.client, receiver.url("/hook"))
         rotated = await rotate(running.client, registered["id"])
-        async with running.app.state.runtime.sessionmaker.begin() as session:
+        async with running.app.state.test_db.sessions.begin() as session:
             await session.execute(
                 update(Endpoint)
                 .where(Endpoint.id == registered["id"])

@@ -18,7 +18,6 @@ from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook
 
 from hookline.config import Settings
-from hookline.db import SessionMaker
 from hookline.models import Delivery, Event
 from tests.delivery.helpers import (
     deliveries_to,
@@ -29,6 +28,7 @@ from tests.delivery.helpers import (
     worker_running,
 )
 from tests.support.app import RunningApp, running_app
+from tests.support.db import SessionMaker
 from tests.support.receiver import Receiver
 
 # Nothing listens there, and no worker runs in the tests that use it.
@@ -499,7 +499,7 @@ async def test_walking_600_events_and_deliveries_page_by_page_sees_each_once_new
     usernames = [f"user{n:03d}" for n in range(600)]
     for username in usernames:
         await register_user(api.client, username)  # 600 tokens would slow every check
-    sessionmaker: SessionMaker = api.app.state.runtime.sessionmaker
+    sessionmaker: SessionMaker = api.app.state.test_db.sessions
     async with sessionmaker() as session:
         event_ids = set((await session.execute(select(Event.id))).scalars())
     delivery_ids = {d.id for d in await deliveries_to(sessionmaker, endpoint["id"])}
@@ -753,7 +753,7 @@ async def test_recover_requeues_only_failed_deliveries_created_in_the_window(
     endpoint = await log.subscribe(NOWHERE)
     for n in range(len(layout)):
         await register_user(api.client, f"user{n}")
-    sessionmaker: SessionMaker = api.app.state.runtime.sessionmaker
+    sessionmaker: SessionMaker = api.app.state.test_db.sessions
     ids = [d.id for d in await deliveries_to(sessionmaker, endpoint["id"])]
     async with sessionmaker() as session:
         for delivery_id, (status, created) in zip(ids, layout, strict=True):
@@ -820,7 +820,7 @@ async def test_recover_on_a_disabled_webhook_is_409_and_requeues_nothing(api: Ru
     endpoint = await log.subscribe(NOWHERE)
     await log.register("alice")
     delivery_id = await only_delivery_id(log, endpoint["id"])
-    sessionmaker: SessionMaker = api.app.state.runtime.sessionmaker
+    sessionmaker: SessionMaker = api.app.state.test_db.sessions
     async with sessionmaker() as session:
         await session.execute(
             update(Delivery)

@@ -17,13 +17,15 @@ async def test_ready_when_the_database_answers_and_is_migrated(api):
 
 
 async def test_not_ready_when_the_database_is_unreachable(api):
-    working = api.app.state.runtime.engine
-    api.app.state.runtime.engine = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    working = api.app.state.test_db.engine
+    api.app.state.test_db.engine = create_async_engine(
+        "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+    )
     try:
         response = await api.client.get("/ready")
     finally:
-        await api.app.state.runtime.engine.dispose()
-        api.app.state.runtime.engine = working
+        await api.app.state.test_db.engine.dispose()
+        api.app.state.test_db.engine = working
     assert response.status_code == 503
     assert response.json() == {"status": "database unreachable"}
 

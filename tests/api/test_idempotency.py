@@ -94,7 +94,7 @@ async def post(api, path, body, key=None):
 
 
 async def counts(api) -> Counter[str]:
-    async with api.app.state.runtime.sessionmaker() as session:
+    async with api.app.state.test_db.sessions() as session:
         return Counter(
             {
                 name: await session.scalar(select(func.count()).select_from(model))
@@ -114,7 +114,7 @@ def first_answer(route: Route, answer: dict[str, Any]) -> dict[str, Any]:
 
 async def age_keys(api, age: timedelta) -> None:
     """Make every stored key look `age` old."""
-    async with api.app.state.runtime.sessionmaker() as session, session.begin():
+    async with api.app.state.test_db.sessions() as session, session.begin():
         await session.execute(update(IdempotencyKey).values(created_at=utcnow() - age))
 
 
@@ -141,7 +141,7 @@ async def test_a_replayed_registration_has_no_token_but_the_first_had_one(api):
 
     assert first.json()["token"].startswith("hl_user_")
     assert replay.json()["token"] is None
-    async with api.app.state.runtime.sessionmaker() as session:
+    async with api.app.state.test_db.sessions() as session:
         stored = await session.scalar(select(IdempotencyKey.response))
     assert first.json()["token"] not in str(stored)
 
@@ -152,7 +152,7 @@ async def test_a_replayed_webhook_registration_carries_the_secret_that_is_not_st
 
     assert replay.json()["secret"] == first.json()["secret"]
     assert first.json()["secret"].startswith("whsec_")
-    async with api.app.state.runtime.sessionmaker() as session:
+    async with api.app.state.test_db.sessions() as session:
         stored = await session.scalar(select(IdempotencyKey.response))
     assert "secret" not in stored
 
@@ -328,13 +328,13 @@ async def test_prune_deletes_only_keys_created_before_the_cutoff(api):
         }
         for key, age in ages.items()
     ]
-    async with api.app.state.runtime.sessionmaker() as session, session.begin():
+    async with api.app.state.test_db.sessions() as session, session.begin():
         await session.execute(insert(IdempotencyKey), rows)
 
-    async with api.app.state.runtime.sessionmaker() as session, session.begin():
+    async with api.app.state.test_db.sessions() as session, session.begin():
         deleted = await idempotency.prune(session, before=now - timedelta(hours=24))
 
-    async with api.app.state.runtime.sessionmaker() as session:
+    async with api.app.state.test_db.sessions() as session:
         left = (await session.scalars(select(IdempotencyKey.key))).all()
     assert deleted == 2
     assert left == ["new"]

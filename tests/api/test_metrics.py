@@ -195,12 +195,12 @@ async def test_an_empty_database_shows_every_series_at_zero(api):
 
 
 async def set_delivery(api: RunningApp, delivery_id: str, **values: Any) -> None:
-    async with api.app.state.runtime.sessionmaker.begin() as session:
+    async with api.app.state.test_db.sessions.begin() as session:
         await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
 
 async def deliveries_of(api: RunningApp, endpoint_id: str) -> list[str]:
-    async with api.app.state.runtime.sessionmaker() as session:
+    async with api.app.state.test_db.sessions() as session:
         found = await session.scalars(
             select(Delivery.id).where(Delivery.endpoint_id == endpoint_id).order_by(Delivery.id)
         )

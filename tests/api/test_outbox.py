@@ -36,7 +36,7 @@ async def send(client, sender, recipient):
 
 async def events_of(api, name):
     """The stored events called `name`, oldest first, each with its deliveries."""
-    async with api.app.state.runtime.sessionmaker() as session:
+    async with api.app.state.test_db.sessions() as session:
         events = (
             await session.execute(select(Event).where(Event.event == name).order_by(Event.id))
         ).scalars()
@@ -54,7 +54,7 @@ def instant(text):
 
 
 async def count(api, model):
-    async with api.app.state.runtime.sessionmaker() as session:
+    async with api.app.state.test_db.sessions() as session:
         return (await session.execute(select(func.count()).select_from(model))).scalar_one()
 
 

@@ -267,7 +267,7 @@ async def test_pings_are_recorded_like_any_delivery(api):
     report = await ping(api.client)
 
     event_id = report["successful_webhooks"][0]["payload"]["id"]
-    async with api.app.state.runtime.sessionmaker() as session:
+    async with api.app.state.test_db.sessions() as session:
         event = await session.get(Event, event_id)
         deliveries = (
             await session.execute(select(Delivery).where(Delivery.event_id == event_id))

@@ -27,7 +27,7 @@ HOOK = "http://127.0.0.1:9/hook"
 async def stored_secrets(running: RunningApp, endpoint_id: str) -> tuple[str, str | None]:
     """The `secret` and `old_secret` columns as they are in the database."""
     query = text("SELECT secret, old_secret FROM endpoints WHERE id = :id")
-    async with running.app.state.runtime.engine.connect() as conn:
+    async with running.app.state.test_db.engine.connect() as conn:
         secret, old_secret = (await conn.execute(query, {"id": endpoint_id})).one()
     return secret, old_secret
 
@@ -98,7 +98,7 @@ async def test_the_plaintext_secrets_are_stored_nowhere_in_the_database(api: Run
     rotated = await rotate(api.client, registered["id"])
 
     dump = []
-    async with api.app.state.runtime.engine.connect() as conn:
+    async with api.app.state.test_db.engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
             dump.extend(repr(tuple(row)) for row in await conn.execute(select(table)))
     everything = "\n".join(dump)
@@ -155,7 +155,7 @@ async def test_a_plaintext_secret_from_before_sealing_is_sealed_at_the_next_star
         values: dict[str, Any] = {"secret": legacy}
         if mid_rotation:
             values |= {"old_secret": legacy_old, "old_secret_until": utcnow() + timedelta(hours=1)}
-        async with before.app.state.runtime.sessionmaker.begin() as session:
+        async with before.app.state.test_db.sessions.begin() as session:
             await session.execute(
                 update(Endpoint).where(Endpoint.id == registered["id"]).values(**values)
             )
@@ -258,7 +258,7 @@ async def test_a_delivery_whose_secret_does_not_open_is_not_dropped_silently(
 
             async def attempt_errors() -> list[str]:
                 query = select(Attempt.error).where(Attempt.error.is_not(None))
-                async with after.app.state.runtime.sessionmaker() as session:
+                async with after.app.state.test_db.sessions() as session:
                     return [str(e) for e in (await session.execute(query)).scalars()]
 
             errors = await wait_until(attempt_errors, timeout=2, what="an attempt recorded")

@@ -6,7 +6,7 @@ from hookline.models import Delivery, Event
 
 
 async def statuses_by_event(api) -> dict[str, set[str]]:
-    async with api.app.state.runtime.sessionmaker() as session:
+    async with api.app.state.test_db.sessions() as session:
         rows = await session.execute(
             select(Event.event, Delivery.status).join(Event, Event.id == Delivery.event_id)
         )

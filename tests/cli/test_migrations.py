@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline import migrate
 from hookline.config import Settings
-from hookline.db import create_engine
 from tests.conftest import IN_CI, POSTGRES_URL, _pg_dsn
+from tests.support.db import inspection_engine as create_engine
 
 INDEX = "ix_deliveries_endpoint_pending"
 BUILT_ONLINE = (

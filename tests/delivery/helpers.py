@@ -9,11 +9,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from hookline.db import SessionMaker
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
 from hookline.models import Attempt, Delivery
 from tests.support.app import RunningApp
+from tests.support.db import SessionMaker
 from tests.support.receiver import Received
 
 T = TypeVar("T")
@@ -108,7 +108,7 @@ async def worker_running(
     """A worker on the app's database, woken by its API; stopped (if the test did not) at exit."""
     worker = Worker(
         settings=running.settings,
-        engine=running.app.state.runtime.engine,
+        engine=running.app.state.test_db.engine,
         sender=sender or running.app.state.runtime.sender,
     )
     running.app.state.runtime.wake_workers = worker.wake

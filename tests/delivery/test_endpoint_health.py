@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from hookline.config import Settings
-from hookline.db import SessionMaker
 from hookline.models import Delivery, utcnow
 from tests.delivery.helpers import (
     attempts_of,
@@ -21,6 +20,7 @@ from tests.delivery.helpers import (
     wait_until,
 )
 from tests.support.app import running_app
+from tests.support.db import SessionMaker
 from tests.support.receiver import Receiver
 
 # How late a retry may come: the worker polls every poll_interval, records every
@@ -89,7 +89,7 @@ async def test_retry_after_sets_the_wait_before_the_next_attempt(
     async with running_app(make_settings(retry_schedule=schedule), run_worker=True) as running:
         endpoint = await subscribe(running.client, receiver.url("/busy"))
         await register_user(running.client, "alice")
-        await only_delivery(running.app.state.runtime.sessionmaker, endpoint["id"], status="succeeded")
+        await only_delivery(running.app.state.test_db.sessions, endpoint["id"], status="succeeded")
 
     first, second = receiver.at("/busy")
     assert gap <= second.at - first.at < gap + RETRY_SLACK
@@ -104,7 +104,7 @@ async def test_retry_after_http_date_is_waited_for(
     receiver.script("/busy", [503, 200], headers={"Retry-After": header})
     settings = make_settings(retry_schedule=(0.2, 3.0))
     async with running_app(settings, run_worker=True) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/busy"))
         await register_user(running.client, "alice")
         done = await only_delivery(sessionmaker, endpoint["id"], status="succeeded")
@@ -126,7 +126,7 @@ async def test_410_fails_the_delivery_and_disables_the_endpoint_at_once(
     # The receiver holds its 410 half a second; one attempt at a time keeps the rest queued.
     receiver.script("/gone", [410], delay=0.5)
     async with running_app(make_settings(worker_per_endpoint=1), run_worker=True) as running:
-        client, sessionmaker = running.client, running.app.state.runtime.sessionmaker
+        client, sessionmaker = running.client, running.app.state.test_db.sessions
         gone = await subscribe(client, receiver.url("/gone"))
         await subscribe(client, receiver.url("/watch"), "webhook_disabled")
         await subscribe(client, receiver.url("/healthy"))
@@ -175,7 +175,7 @@ async def test_reenabled_endpoint_gets_new_events_again(
 ) -> None:
     receiver.script("/gone", [410, 200])  # gone once, then fixed
     async with running_app(settings, run_worker=True) as running:
-        client, sessionmaker = running.client, running.app.state.runtime.sessionmaker
+        client, sessionmaker = running.client, running.app.state.test_db.sessions
         gone = await subscribe(client, receiver.url("/gone"))
         await register_user(client, "alice")
         before = await disabled_webhook(client, gone["id"])
@@ -209,7 +209,7 @@ async def test_endpoint_failing_longer_than_disable_after_is_disabled(
     receiver.script("/down", [500])
     settings = make_settings(disable_after=1, retry_schedule=(0.3,) * 6)
     async with running_app(settings, run_worker=True) as running:
-        client, sessionmaker = running.client, running.app.state.runtime.sessionmaker
+        client, sessionmaker = running.client, running.app.state.test_db.sessions
         down = await subscribe(client, receiver.url("/down"))
         await subscribe(client, receiver.url("/watch"), "webhook_disabled")
         await register_user(client, "alice")
@@ -253,7 +253,7 @@ async def test_endpoint_failing_shorter_than_disable_after_stays_enabled(
     receiver.script("/down", [500])
     settings = make_settings(disable_after=2, retry_schedule=(0.2, 0.4))
     async with running_app(settings, run_worker=True) as running:
-        client, sessionmaker = running.client, running.app.state.runtime.sessionmaker
+        client, sessionmaker = running.client, running.app.state.test_db.sessions
         down = await subscribe(client, receiver.url("/down"))
         await register_user(client, "alice")
         failed = await only_delivery(sessionmaker, down["id"], status="failed")
@@ -274,7 +274,7 @@ async def test_a_success_resets_the_failure_clock(
     receiver.script("/flaky", [500, 200] * 4 + [500])
     settings = make_settings(disable_after=1, retry_schedule=(0.3,))
     async with running_app(settings, run_worker=True) as running:
-        client, sessionmaker = running.client, running.app.state.runtime.sessionmaker
+        client, sessionmaker = running.client, running.app.state.test_db.sessions
         flaky = await subscribe(client, receiver.url("/flaky"))
         await register_user(client, "user0")
         await receiver.wait_for(1, path="/flaky")
@@ -311,7 +311,7 @@ async def test_disabling_a_slow_failing_endpoint_leaves_others_alone(
     receiver.script("/healthy", [200], delay=0.4)
     settings = make_settings(disable_after=1, retry_schedule=(0.3,) * 6, worker_per_endpoint=1)
     async with running_app(settings, run_worker=True) as running:
-        client, sessionmaker = running.client, running.app.state.runtime.sessionmaker
+        client, sessionmaker = running.client, running.app.state.test_db.sessions
         slow = await subscribe(client, receiver.url("/slow"))
         healthy = await subscribe(client, receiver.url("/healthy"))
         for n in range(5):

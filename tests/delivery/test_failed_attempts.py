@@ -29,7 +29,7 @@ async def test_receiver_that_fails_twice_gets_third_attempt_on_schedule(
 ) -> None:
     receiver.script("/flaky", [500, 500, 200])
     async with running_app(settings, run_worker=True) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/flaky"))
         await register_user(running.client, "alice")
         done = await only_delivery(sessionmaker, endpoint["id"], status="succeeded")
@@ -59,7 +59,7 @@ async def test_receiver_that_always_fails_gets_schedule_length_plus_one_attempts
     receiver.script("/down", [500])
     tries = len(settings.retry_schedule) + 1
     async with running_app(settings, run_worker=True) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/down"))
         await register_user(running.client, "alice")
         failed = await only_delivery(sessionmaker, endpoint["id"], status="failed")
@@ -82,7 +82,7 @@ async def test_hanging_endpoint_times_out_without_delaying_healthy_one(
     settings = make_settings(delivery_timeout=1.0)
     receiver.hang("/stuck")
     async with running_app(settings, run_worker=True) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         stuck = await subscribe(running.client, receiver.url("/stuck"))
         await subscribe(running.client, receiver.url("/healthy"))
         await register_user(running.client, "alice")
@@ -107,7 +107,7 @@ async def test_redirect_is_not_followed_and_counts_as_failed_attempt(
 ) -> None:
     receiver.redirect("/moved", "/elsewhere")
     async with running_app(settings, run_worker=True) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/moved"))
         await register_user(running.client, "alice")
         [first, *_] = await attempts_to(sessionmaker, endpoint["id"], count=1)
@@ -122,7 +122,7 @@ async def test_refused_connection_is_recorded_and_retried(
 ) -> None:
     url = f"http://127.0.0.1:{closed_port()}/hook"
     async with running_app(settings, run_worker=True) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, url)
         await register_user(running.client, "alice")
         failed = await only_delivery(sessionmaker, endpoint["id"], status="failed")
@@ -139,7 +139,7 @@ async def test_response_body_is_stored_up_to_4096_characters(
     chatty = "".join(f"{n:05d}," for n in range(2000))  # 12,000 characters
     receiver.script("/chatty", [200], body=chatty)
     async with running_app(settings, run_worker=True) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/chatty"))
         await register_user(running.client, "alice")
         done = await only_delivery(sessionmaker, endpoint["id"], status="succeeded")

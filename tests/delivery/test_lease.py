@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import event, update
 
 from hookline.config import Settings
-from hookline.db import SessionMaker
 from hookline.delivery import queue
 from hookline.delivery.sender import Outcome
 from hookline.ids import new_id
@@ -25,6 +24,7 @@ from tests.delivery.helpers import (
     worker_running,
 )
 from tests.support.app import running_app
+from tests.support.db import SessionMaker
 from tests.support.receiver import Receiver
 
 DEAD_LEASE = 1.0
@@ -47,7 +47,7 @@ async def test_delivery_held_by_dead_worker_is_sent_once_its_lease_lapses(
     settings: Settings, receiver: Receiver
 ) -> None:
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/hook"))
         await register_user(running.client, "alice")
         claimed_at = time.monotonic()
@@ -70,7 +70,7 @@ async def test_worker_that_lost_its_lease_cannot_overwrite_the_new_holder(
     settings: Settings, receiver: Receiver
 ) -> None:
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         await subscribe(running.client, receiver.url("/hook"))
         await register_user(running.client, "alice")
         [stale] = await claim(sessionmaker, "slow-worker", lease_seconds=0.05)
@@ -106,7 +106,7 @@ async def test_concurrent_claims_never_return_the_same_delivery(
 ) -> None:
     claimers, per_claim = 4, 12
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         for n in range(3):
             await subscribe(running.client, receiver.url(f"/hook{n}"))
         for n in range(10):
@@ -139,7 +139,7 @@ async def test_claim_takes_other_rows_while_another_claim_holds_its_own(
 ) -> None:
     """On PostgreSQL (SKIP LOCKED) the second claim does not wait; SQLite has one writer."""
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         await subscribe(running.client, receiver.url("/hook"))
         for n in range(10):
             await register_user(running.client, f"user{n}")
@@ -162,7 +162,7 @@ async def test_delivery_cancelled_while_in_flight_records_its_attempt_and_stays_
     settings: Settings, receiver: Receiver
 ) -> None:
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         url = receiver.url("/hook")
         await subscribe(running.client, url)
         await register_user(running.client, "alice")
@@ -200,7 +200,7 @@ async def test_claim_takes_at_most_the_cap_per_endpoint_and_fills_up_from_others
     settings: Settings, receiver: Receiver
 ) -> None:
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         busy = await subscribe(running.client, receiver.url("/busy"))
         for n in range(20):
             await register_user(running.client, f"user{n}")
@@ -268,7 +268,7 @@ async def test_claim_passing_over_full_endpoints_takes_each_other_endpoints_olde
         "skipped_too": [(-900, queue.PENDING)],
     }
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         ids = await _seed_due(sessionmaker, plan)
         # c's oldest is leased to a live worker: not due for anyone else.
         async with sessionmaker.begin() as session:
@@ -339,13 +339,13 @@ async def test_claim_passing_over_a_backlog_probes_endpoints_through_their_index
 ) -> None:
     """A plan check (SQLite's, which is deterministic): the skipped backlog is never walked."""
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         ids = await _seed_due(
             sessionmaker,
             {"hanging": [(-100 + n, queue.PENDING) for n in range(50)], "ok": [(-1, "pending")]},
         )
         hanging = (await delivery(sessionmaker, ids["hanging"][0])).endpoint_id
-        engine = running.app.state.runtime.engine
+        engine = running.app.state.test_db.engine
         with leasing_statements(engine) as executed:
             claimed = await _claim_skipping(sessionmaker, [hanging], limit=5)
         [(probe, parameters)] = executed
@@ -368,7 +368,7 @@ async def test_claims_passing_over_an_endpoint_take_other_rows_while_another_hol
         **{f"e{k}": [(-50 + n, queue.PENDING) for n in range(4)] for k in range(4)},
     }
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         ids = await _seed_due(sessionmaker, plan)
         hanging = (await delivery(sessionmaker, ids["hanging"][0])).endpoint_id
         endpoint_of = {i: name for name, rows in ids.items() for i in rows}

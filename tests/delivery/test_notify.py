@@ -11,13 +11,13 @@ import pytest
 
 from hookline import secretbox
 from hookline.config import Settings
-from hookline.db import create_engine
 from hookline.delivery import notify
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
 from tests.conftest import TEST_DEFAULTS, _pg_dsn
 from tests.delivery.helpers import register_user, subscribe, wait_until
 from tests.support.app import running_app
+from tests.support.db import inspection_engine as create_engine
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.postgres

@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hookline import migrate
 from hookline.config import Settings
-from hookline.db import create_engine
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
 from hookline.events import retention
 from hookline.ids import new_id
 from hookline.models import Attempt, Delivery, Endpoint, Event, IdempotencyKey, utcnow
 from tests.delivery.helpers import wait_until
+from tests.support.db import inspection_engine as create_engine
 
 OLD = timedelta(days=40)
 RECENT = timedelta(days=1)

@@ -23,7 +23,6 @@ from sqlalchemy import select
 
 from hookline.api.app import create_app
 from hookline.config import Settings
-from hookline.db import SessionMaker
 from hookline.delivery import signing
 from hookline.delivery.sender import Sender
 from hookline.ids import new_id
@@ -36,6 +35,7 @@ from tests.delivery.helpers import (
     wait_until,
 )
 from tests.support.app import RunningApp
+from tests.support.db import SessionMaker
 from tests.support.receiver import Receiver
 from tests.support.resolver import StubResolver
 
@@ -279,7 +279,7 @@ async def test_name_that_turns_forbidden_after_registration_gets_nothing(
     # exists, so no attempt ever sees the public-only answer.
     stub = StubResolver({"hooks.example": [PUBLIC]})
     async with app_resolving_with(settings, stub, run_worker=True) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, f"http://hooks.example:{receiver.port}/hook")
         at_registration = stub.count("hooks.example")
         stub.names["hooks.example"] = at_send_time
@@ -323,7 +323,7 @@ async def test_stored_url_to_loopback_is_refused_at_every_attempt(
     settings = guard_on(make_settings)
     stub = StubResolver(NAMES)
     async with app_resolving_with(settings, stub, run_worker=True) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint_id = await insert_endpoint(sessionmaker, template.format(port=receiver.port))
         await register_user(running.client, "alice")
         done = await finished_delivery(sessionmaker, endpoint_id)
@@ -342,7 +342,7 @@ async def test_ping_by_id_to_stored_loopback_url_is_refused(
     # The receiver's own URL, stored past the guard: a slip lands on it and nowhere else.
     stub = StubResolver()
     async with app_resolving_with(guard_on(make_settings), stub) as running:
-        endpoint_id = await insert_endpoint(running.app.state.runtime.sessionmaker, receiver.url("/x"))
+        endpoint_id = await insert_endpoint(running.app.state.test_db.sessions, receiver.url("/x"))
         response = await running.client.post(f"/webhooks/{endpoint_id}/ping")
 
     assert response.status_code == 200, response.text
@@ -359,7 +359,7 @@ async def test_ping_all_reports_stored_loopback_url_as_failed(
     # The receiver's own URL, stored past the guard: a slip lands on it and nowhere else.
     stub = StubResolver()
     async with app_resolving_with(guard_on(make_settings), stub) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         await insert_endpoint(sessionmaker, receiver.url("/x"))
         response = await running.client.post("/ping")
         async with sessionmaker() as session:

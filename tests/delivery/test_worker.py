@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import event, select
 
 from hookline.config import Settings
-from hookline.db import SessionMaker
 from hookline.delivery import queue
 from hookline.delivery.sender import Sender
 from hookline.events import service as events
@@ -23,6 +22,7 @@ from tests.delivery.helpers import (
     worker_running,
 )
 from tests.support.app import running_app
+from tests.support.db import SessionMaker
 from tests.support.receiver import Receiver
 
 
@@ -39,7 +39,7 @@ async def test_stop_lets_attempt_in_flight_finish_and_records_it(
 ) -> None:
     receiver.script("/slow", [200], delay=0.5)
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/slow"))
         await register_user(running.client, "alice")
         async with worker_running(running) as (worker, task):
@@ -63,7 +63,7 @@ async def test_stop_records_every_attempt_that_finishes_while_draining(
     settings = make_settings(worker_per_endpoint=30, result_flush_interval=0.001)
     receiver.script("/slow", [200], delay=0.3)
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/slow"))
         await publish_users(sessionmaker, 30)
         async with worker_running(running) as (worker, task):
@@ -90,11 +90,11 @@ async def test_stop_releases_attempt_that_outlives_the_drain(
             timeout=30,
             concurrency=4,
             allow_private_networks=True,
-            box=running.app.state.runtime.secret_box,
+            box=running.app.state.runtime.box,
         )
         await sender.start()
         try:
-            sessionmaker = running.app.state.runtime.sessionmaker
+            sessionmaker = running.app.state.test_db.sessions
             endpoint = await subscribe(running.client, receiver.url("/stuck"))
             await register_user(running.client, "alice")
             async with worker_running(running, sender=sender) as (worker, task):
@@ -151,7 +151,7 @@ async def test_backlog_of_slow_endpoint_does_not_starve_healthy_one(
     settings = make_settings(worker_concurrency=4, worker_per_endpoint=2)
     receiver.script("/slow", [200], delay=0.1)
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         await subscribe(running.client, receiver.url("/slow"), "user_registered")
         await publish_users(sessionmaker, 30)
         # Due after the whole backlog of the slow endpoint.
@@ -174,7 +174,7 @@ async def test_many_deliveries_are_recorded_in_batches_one_attempt_each(
     count = 200
     settings = make_settings(result_batch_size=50, result_flush_interval=1.0)
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.runtime.sessionmaker
+        sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/hook"))
         await publish_users(sessionmaker, count)
         inserts: list[int] = []
@@ -184,7 +184,7 @@ async def test_many_deliveries_are_recorded_in_batches_one_attempt_each(
             if statement.lstrip().upper().startswith("INSERT INTO ATTEMPTS"):
                 inserts.append(len(parameters) if isinstance(parameters, list) else 1)
 
-        engine = running.app.state.runtime.engine.sync_engine
+        engine = running.app.state.test_db.engine.sync_engine
         event.listen(engine, "before_cursor_execute", count_attempt_inserts)
         try:
             async with worker_running(running):

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from hookline.api.app import create_app
 from hookline.config import Settings
+from tests.support.db import test_db
 
 
 @dataclass
@@ -24,6 +25,8 @@ async def running_app(
 ) -> AsyncIterator[RunningApp]:
     app = create_app(settings, run_worker=run_worker, migrate_db=migrate_db)
     async with app.router.lifespan_context(app):
+        # For tests to inspect and arrange rows; hookline itself never uses it.
+        app.state.test_db = test_db(settings)
         transport = httpx.ASGITransport(app=app)
         # As the admin, who may do everything: tests of who may do what send other tokens.
         headers = {}
@@ -32,4 +35,7 @@ async def running_app(
         async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver", headers=headers
         ) as client:
-            yield RunningApp(app=app, client=client, settings=settings)
+            try:
+                yield RunningApp(app=app, client=client, settings=settings)
+            finally:
+                await app.state.test_db.engine.dispose()

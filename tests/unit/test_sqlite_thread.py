@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hookline import sqlite_thread
 from hookline.config import Settings
-from hookline.db import create_engine
+from tests.support.db import inspection_engine as create_engine
 
 
 def _settings(tmp_path: Path) -> Settings:

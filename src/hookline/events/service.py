@@ -40,6 +40,7 @@ _SUBSCRIBED = (
     .distinct()
 )
 
+
 def publish(*, event: str, data: dict[str, Any], to: Sequence[str] | None = None) -> Unit[str]:
     """Add the event and its deliveries to the caller's unit of work; return the event id."""
     return outbox.publish(event=event, data=data, to=to)

@@ -28,9 +28,7 @@ _SUBSCRIBERS = sql(
 )
 
 
-def publish(
-    *, event: str, data: dict[str, Any], to: Sequence[str] | None = None
-) -> Unit[str]:
+def publish(*, event: str, data: dict[str, Any], to: Sequence[str] | None = None) -> Unit[str]:
     """Add the event and its deliveries to the caller's unit of work; return the event id.
 
     The deliveries go to every enabled endpoint subscribed to `event` (or to "*"), or to the
@@ -74,3 +72,55 @@ def enqueue(
         )
         yield units.wake()
     return event_id
+
+
+_ADD_ATTEMPT = sql(
+    "INSERT INTO attempts"
+    " (delivery_id, number, started_at, duration_ms, status_code, response_body, error_kind,"
+    " error) VALUES (:delivery_id, :number, :started_at, :duration_ms, :status_code,"
+    " :response_body, :error_kind, :error)"
+)
+_ADD_FINISHED = sql(
+    "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempts_made, next_attempt_at,"
+    " created_at, finished_at) VALUES (:id, :event_id, :endpoint_id, :status, 1, NULL,"
+    " :created_at, :finished_at)"
+)
+
+
+def record_sent(
+    *,
+    event_id: str,
+    event: str,
+    created_at: datetime,
+    data: dict[str, Any],
+    sent: Sequence[tuple[str, dict[str, Any]]],
+) -> Unit[list[str]]:
+    """Record an event that was sent at once (a ping): one finished delivery per endpoint with
+    its one attempt, never retried.
+
+    `sent` pairs an endpoint id with its attempt's columns (started_at, duration_ms,
+    status_code, response_body, error_kind, error). Returns the delivery ids, in that order.
+    """
+    yield units.execute(
+        _ADD_EVENT, {"id": event_id, "event": event, "payload": data, "created_at": created_at}
+    )
+    finished = utcnow()
+    deliveries, attempts = [], []
+    for endpoint_id, attempt in sent:
+        delivery_id = new_id("dlv")
+        ok = attempt.get("error_kind") is None
+        deliveries.append(
+            {
+                "id": delivery_id,
+                "event_id": event_id,
+                "endpoint_id": endpoint_id,
+                "status": "succeeded" if ok else "failed",
+                "created_at": created_at,
+                "finished_at": finished,
+            }
+        )
+        attempts.append({**attempt, "delivery_id": delivery_id, "number": 1})
+    if deliveries:
+        yield units.execute_many(_ADD_FINISHED, deliveries)
+        yield units.execute_many(_ADD_ATTEMPT, attempts)
+    return [str(d["id"]) for d in deliveries]

@@ -56,7 +56,10 @@ class PostgresBackend:
         if self._pool is None:
             try:
                 self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=self._pool_size, max_inactive_connection_lifetime=60
+                    self.dsn,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    max_inactive_connection_lifetime=60,
                 )
             except BaseException as exc:
                 if _unavailable(exc):

@@ -128,7 +128,9 @@ class SqliteBackend:
         self.path = path
         self._on_wake = on_wake
         self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name="hookline-writer", daemon=True)
+        self._writer = threading.Thread(
+            target=self._write_loop, name="hookline-writer", daemon=True
+        )
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="hookline-reader")
         self._reader_conn: sqlite3.Connection | None = None
         self._closed = False
@@ -267,8 +269,17 @@ def _settle(jobs: list[_Job], wake: Callable[[], None] | None) -> None:
 
 
 # Errors of the database as a whole (not of one unit's statement): the group cannot commit.
-_FATAL = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN",
-          "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_READONLY", "SQLITE_PROTOCOL")
+_FATAL = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_CANTOPEN",
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+    "SQLITE_READONLY",
+    "SQLITE_PROTOCOL",
+)
 
 
 def _fatal(exc: sqlite3.Error) -> bool:

@@ -17,7 +17,9 @@ _ADD_USER = sql(
     "INSERT INTO users (id, username, token_hash, registered_at)"
     " VALUES (:id, :username, :token_hash, :registered_at) ON CONFLICT DO NOTHING RETURNING id"
 )
-_SET_TOKEN = sql("UPDATE users SET token_hash = :token_hash WHERE username = :username RETURNING id")
+_SET_TOKEN = sql(
+    "UPDATE users SET token_hash = :token_hash WHERE username = :username RETURNING id"
+)
 _LIST = sql(
     "SELECT id, username, registered_at FROM users WHERE id > :after ORDER BY id LIMIT :limit"
 )
@@ -59,9 +61,7 @@ def list_users(*, limit: int, after: str | None) -> Unit[list[UserOut]]:
     return [UserOut(id=r[0], username=r[1], registered_at=ts_required(r[2])) for r in found]
 
 
-def send_message(
-    *, sender: str, recipient: str, subject: str, message: str
-) -> Unit[MessageOut]:
+def send_message(*, sender: str, recipient: str, subject: str, message: str) -> Unit[MessageOut]:
     sender, recipient = sender.lower(), recipient.lower()
     if sender == recipient:
         raise Unprocessable("Sender and recipient cannot be the same")

@@ -54,7 +54,9 @@ async def register(
         endpoint, created = await _create_endpoint(session, box, url)
         if created and ping_new:
             data = {"message": CREATED_PING_MESSAGE, "webhook_id": endpoint.id, "url": url}
-            await events.publish_in_session(session=session, event=events.PING, data=data, to=[endpoint.id])
+            await events.publish_in_session(
+                session=session, event=events.PING, data=data, to=[endpoint.id]
+            )
     conflict = Conflict(f"Webhook URL '{url}' already exists for event '{event}'")
     if await _subscription(session, endpoint.id, event) is not None:
         raise conflict
