@@ -14,13 +14,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from hookline import __version__, runtime
-from hookline.api import auth, health, metrics, responses
+from hookline.api import auth, health, idempotency, metrics, responses
 from hookline.api.limits import BodySizeLimit, RateLimit, RefuseNul
 from hookline.config import Settings
 from hookline.errors import AppError
 from hookline.events.router import router as events_router
-from hookline.users.router import router as users_router
 from hookline.store import StoreUnavailable
+from hookline.users.router import router as users_router
 from hookline.webhooks.endpoint_router import router as endpoint_router
 from hookline.webhooks.router import router as webhooks_router
 
@@ -87,6 +87,10 @@ def create_app(
             status_code=503,
             headers={"Retry-After": "1"},
         )
+
+    @app.exception_handler(idempotency.Replay)
+    async def _replay(_request: Request, exc: idempotency.Replay) -> JSONResponse:
+        return exc.response()
 
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from hookline.api.deps import runtime_of
 from hookline.config import Settings
 from hookline.errors import Forbidden, Unauthorized

@@ -10,7 +10,6 @@ work is. Error answers are never stored: they roll back.
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -64,12 +63,14 @@ _ANSWER = sql(
 _PRUNE = sql("DELETE FROM idempotency_keys WHERE created_at < :before")
 
 
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """The first answer to a key, to send again."""
+class Replay(Exception):
+    """The first answer to a key: raised out of the unit (which wrote nothing), and sent by the
+    app's handler as it was, with `Idempotent-Replayed: true`."""
 
-    status_code: int
-    body: dict[str, Any]
+    def __init__(self, status_code: int, body: dict[str, Any]) -> None:
+        super().__init__(status_code)
+        self.status_code = status_code
+        self.body = body
 
     def response(self) -> JSONResponse:
         return JSONResponse(
@@ -95,10 +96,11 @@ def once(
     status_code: int,
     remember: Callable[[T], dict[str, Any]],
     restore: Restore | None = None,
-) -> Unit[T | Replay]:
+) -> Unit[T]:
     """Run `work` unless this key already has an answer; store the answer with the work.
 
-    `remember` gives what is stored of the result: never a secret or a token.
+    `remember` gives what is stored of the result: never a secret or a token. A replay raises
+    `Replay`.
     """
     if key is None:
         return (yield from work)
@@ -121,7 +123,7 @@ def once(
         body = js(stored[2])
         if restore is not None:
             body = yield from restore(body)
-        return Replay(int(stored[1]), body)
+        raise Replay(int(stored[1]), body)
     result = yield from work
     yield units.execute(
         _ANSWER, {**where, "status_code": status_code, "response": remember(result)}

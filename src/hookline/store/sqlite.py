@@ -8,6 +8,7 @@ them run beside the writer). Neither blocks the event loop.
 """
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -250,10 +251,9 @@ class SqliteBackend:
         for job in group:
             by_loop.setdefault(job.loop, []).append(job)
         for loop, jobs in by_loop.items():
-            try:
+            # A closed loop (RuntimeError) has nobody waiting for these any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, jobs, self._on_wake if woken else None)
-            except RuntimeError:  # that loop is closed: nobody waits for these any more
-                pass
 
 
 def _settle(jobs: list[_Job], wake: Callable[[], None] | None) -> None:

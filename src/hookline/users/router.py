@@ -3,7 +3,6 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from hookline.api import idempotency
 from hookline.api.auth import AdminDep, CallerDep, require_self
@@ -35,7 +34,7 @@ _404: dict[int | str, dict[str, Any]] = {404: {"description": "Sender or recipie
 )
 async def register_user(
     body: UserCreate, store: StoreDep, idempotency_key: IdempotencyKeyHeader = None
-) -> UserCreated | JSONResponse:
+) -> UserCreated:
     """Register a user (the name is stored lowercased) and fire `user_registered`.
 
     A replay under the same `Idempotency-Key` answers `"token": null`: the token is shown once.
@@ -47,11 +46,19 @@ async def register_user(
             request=body,
             work=service.register(username=body.username),
             status_code=status.HTTP_201_CREATED,
-            # Tokens are stored hashed: a replay cannot show one.
-            remember=lambda created: created.model_dump(mode="json") | {"token": None},
+            remember=_remembered_registration,
         )
     )
-    return created.response() if isinstance(created, idempotency.Replay) else created
+    return created
+
+
+def _remembered_registration(created: UserCreated) -> dict[str, Any]:
+    # Tokens are stored hashed: a replay cannot show one.
+    return created.model_dump(mode="json") | {"token": None}
+
+
+def _remembered_message(sent: MessageOut) -> dict[str, Any]:
+    return sent.model_dump(mode="json")
 
 
 @router.get("/users", responses=AUTH)
@@ -82,7 +89,7 @@ async def send_message(
     store: StoreDep,
     caller: CallerDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> MessageOut | JSONResponse:
+) -> MessageOut:
     """Send a message from one user to another and fire `user_send_message`.
 
     A user sends only as itself (`403` otherwise); the admin as anyone.
@@ -101,10 +108,10 @@ async def send_message(
                 message=body.message,
             ),
             status_code=status.HTTP_201_CREATED,
-            remember=lambda sent: sent.model_dump(mode="json"),
+            remember=_remembered_message,
         )
     )
-    return sent.response() if isinstance(sent, idempotency.Replay) else sent
+    return sent
 
 
 @router.get("/users/messages", responses={**AUTH, **_404})
