@@ -51,8 +51,11 @@ class PostgresBackend:
         self._pool_size = pool_size
         self._on_wake = on_wake
         self._pool: asyncpg.Pool | None = None
+        self._closed = False
 
     async def _connection_pool(self) -> Any:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
         if self._pool is None:
             try:
                 self._pool = await asyncpg.create_pool(
@@ -74,6 +77,8 @@ class PostgresBackend:
                 result, woken = await _drive(conn, unit)
                 if woken:
                     await conn.execute(_NOTIFY)  # delivered at commit, to every process
+        except asyncpg.IntegrityConstraintViolationError as exc:  # a deferred check, at COMMIT
+            raise IntegrityError(str(exc)) from exc
         except BaseException as exc:
             if _unavailable(exc):
                 raise StoreUnavailable(str(exc)) from exc
@@ -94,6 +99,7 @@ class PostgresBackend:
             raise
 
     async def close(self) -> None:
+        self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
