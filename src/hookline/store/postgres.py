@@ -1,6 +1,7 @@
 """PostgreSQL through asyncpg: a pool, statements prepared once per connection, one unit per
 transaction (PostgreSQL runs them side by side; there is nothing to group)."""
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -52,22 +53,26 @@ class PostgresBackend:
         self._on_wake = on_wake
         self._pool: asyncpg.Pool | None = None
         self._closed = False
+        self._opening = asyncio.Lock()  # many first requests at once must make one pool
 
     async def _connection_pool(self) -> Any:
         if self._closed:
             raise StoreUnavailable("the store is closed")
-        if self._pool is None:
-            try:
-                self._pool = await asyncpg.create_pool(
-                    self.dsn,
-                    min_size=1,
-                    max_size=self._pool_size,
-                    max_inactive_connection_lifetime=60,
-                )
-            except BaseException as exc:
-                if _unavailable(exc):
-                    raise StoreUnavailable(str(exc)) from exc
-                raise
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn,
+                        min_size=1,
+                        max_size=self._pool_size,
+                        max_inactive_connection_lifetime=60,
+                    )
+                except BaseException as exc:
+                    if _unavailable(exc):
+                        raise StoreUnavailable(str(exc)) from exc
+                    raise
         return self._pool
 
     async def write(self, unit: Unit[T]) -> T:
