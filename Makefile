@@ -21,6 +21,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check src tests bench migrations
 	$(BIN)/ruff check src tests bench migrations
 	$(BIN)/mypy --strict src
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 from aiohttp.abc import AbstractResolver
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hookline import migrate, secretbox
+from hookline import admin_token, migrate, secretbox
 from hookline.config import Settings
 from hookline.db import SessionMaker, create_engine, create_sessionmaker
 from hookline.delivery.sender import Sender
+from hookline.delivery.ssrf import DestinationCheck
 from hookline.store import Store, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class Runtime:
     store: Store
     box: secretbox.SecretBox
     sender: Sender
+    # Where webhooks may go: registration checks URLs with it, the sender connects through it.
+    destinations: DestinationCheck
     # The admin token's hash; None until the database is migrated (then looked up again).
     admin_token_hash: str | None
     engine: AsyncEngine
@@ -61,7 +64,6 @@ async def running(
     With `tolerate_outage` (the worker), a database that cannot be reached at start is waited
     for instead of stopping the start.
     """
-    from hookline.api import auth  # the admin token is the API's concern
     from hookline.webhooks import secrets as endpoint_secrets
 
     box = secretbox.load(settings)  # first: a bad key must not create or migrate anything
@@ -83,21 +85,27 @@ async def running(
         if current:
             await endpoint_secrets.check_key(store, box)
             await endpoint_secrets.reseal(store, box, every=False)
-        admin_hash, generated = await auth.admin_token_hash(store, settings, migrated=current)
+        admin_hash, generated = await admin_token.find_or_generate(
+            store, settings, migrated=current
+        )
         if generated is not None and announce_admin_token:
             # Shown once, never logged; the file keeps it for the owner of the data dir.
             print(
                 f"hookline: generated the admin token (saved to"
-                f" {settings.data_dir / auth.ADMIN_TOKEN_FILE}, mode 0600): {generated}",
+                f" {settings.data_dir / admin_token.ADMIN_TOKEN_FILE}, mode 0600): {generated}",
                 flush=True,
             )
-        sender = Sender.from_settings(settings, resolver, box)
+        destinations = DestinationCheck(
+            allow_private_networks=settings.allow_private_networks, resolver=resolver
+        )
+        sender = Sender.from_settings(settings, box=box, destinations=destinations)
         await sender.start()
         runtime = Runtime(
             settings=settings,
             store=store,
             box=box,
             sender=sender,
+            destinations=destinations,
             admin_token_hash=admin_hash,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
