@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from hookline.api.app import create_app
-from hookline.api.limits import BodySizeLimit, RateLimit, caller_key
+from hookline.api.limits import FAILED_AUTH_BURST, BodySizeLimit, RateLimit, caller_key
 
 MIB = 1_048_576
 CHUNK = 64 * 1024
@@ -359,9 +359,10 @@ async def test_each_token_has_its_own_bucket(settings, clock):
         rate_limited(settings, clock, burst=5) as app,
         client_of(app, token=admin_token(settings)) as admin,
     ):
-        registered = await admin.post("/users", json={"username": "alice"})
+        assert await statuses(admin, 6) == [200] * 5 + [429]
+        async with client_of(app, ip="192.0.2.7") as anyone:
+            registered = await anyone.post("/users", json={"username": "alice"})
         assert registered.status_code == 201
-        assert await statuses(admin, 5) == [200] * 4 + [429]
         async with client_of(app, token=registered.json()["token"]) as alice:
             assert await statuses(alice, 6) == [200] * 5 + [429]
 
@@ -430,11 +431,16 @@ async def test_a_rate_of_zero_never_limits(settings, clock):
     ],
     ids=["bearer", "lowercase scheme", "basic", "empty token", "no header", "no client"],
 )
-def test_callers_are_keyed_by_a_hash_of_their_token_else_their_address(headers, client, key):
+def test_callers_are_keyed_by_a_hash_of_their_known_token_else_their_address(
+    headers, client, key
+):
     scope = {"type": "http", "headers": headers, "client": client}
+    known = {hashlib.sha256(b"hl_user_abc").hexdigest()}
 
-    found = caller_key(scope)
+    found = caller_key(scope, known)
+    unknown = caller_key(scope)
 
+    assert unknown == ("ip:192.0.2.1" if key == "token" else key)
     if key == "token":
         assert found == "token:" + hashlib.sha256(b"hl_user_abc").hexdigest()
         assert "hl_user_abc" not in found
@@ -453,3 +459,36 @@ async def test_the_app_limits_each_caller_at_the_configured_rate(make_settings):
     assert answers == [200, 200, 200, 429]
     assert healthy == 200
     assert other == 201
+
+
+async def test_a_made_up_token_per_request_counts_against_the_address(settings, clock):
+    async with rate_limited(settings, clock, burst=5) as app:
+        answers = []
+        for n in range(12):
+            async with client_of(app, token=f"hl_user_guess{n}", ip="192.0.2.9") as guesser:
+                answers.append((await guesser.get("/users")).status_code)
+        async with client_of(app, token=admin_token(settings), ip="192.0.2.10") as admin:
+            other = (await admin.get("/users")).status_code
+
+    assert answers == [401] * 5 + [429] * 7
+    assert other == 200
+
+
+async def test_failed_authentications_are_throttled_per_address(settings, clock):
+    async with rate_limited(settings, clock, burst=1000, per_second=1000) as app:
+        async with client_of(app, token=admin_token(settings), ip="192.0.2.9") as admin:
+            assert await statuses(admin, 1) == [200]  # genuine before the guessing starts
+        answers = []
+        for n in range(30):
+            async with client_of(app, token=f"hl_user_guess{n}", ip="192.0.2.9") as guesser:
+                answers.append(await guesser.get("/users"))
+        async with client_of(app, token=admin_token(settings), ip="192.0.2.9") as admin:
+            genuine = await statuses(admin, 3)
+        clock.advance(2)
+        async with client_of(app, token="hl_user_later", ip="192.0.2.9") as guesser:
+            later = (await guesser.get("/users")).status_code
+
+    assert [a.status_code for a in answers] == [401] * FAILED_AUTH_BURST + [429] * 10
+    assert answers[-1].json() == {"detail": "Too many failed authentications"}
+    assert genuine == [200] * 3  # a token known to be genuine is not held back
+    assert later == 401  # two seconds later, two more guesses may be judged

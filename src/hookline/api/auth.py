@@ -6,6 +6,7 @@ lookup leaks nothing an attacker could use to guess a token, and the admin hash 
 in constant time.
 """
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
@@ -17,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hookline import admin_token
 from hookline.api.deps import runtime_of
+from hookline.api.limits import AUTHENTICATED
 from hookline.errors import Forbidden, Unauthorized
 from hookline.store import units
 from hookline.store.sql import Statement, sql
@@ -80,6 +82,11 @@ async def _caller(
     caller = await _identify(request, credentials.credentials)
     if caller is None:
         raise Unauthorized("Invalid bearer token")
+    # The rate limit counts this token as its own caller from now on (an unknown token counts
+    # against its client address).
+    request.scope[AUTHENTICATED] = hashlib.sha256(
+        credentials.credentials.encode("latin-1")
+    ).hexdigest()
     return caller
 
 

@@ -10,7 +10,7 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
@@ -115,27 +115,91 @@ class _Bucket:
     updated: float
 
 
-def caller_key(scope: Scope) -> str:
-    """Whom a request counts against: a hash of its bearer token, else its client address."""
+# Where auth writes the hash of a token it accepted, for the limiter to learn it is genuine.
+AUTHENTICATED = "hookline.authenticated"
+
+
+def bearer_hash(scope: Scope) -> str | None:
+    """The SHA-256 of the request's bearer token, None without one (the limiter's memory
+    never holds a usable credential)."""
     for name, value in scope["headers"]:
         if name.lower() == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             token = token.strip()
             if scheme.lower() == "bearer" and token:
-                # Hashed: the limiter's memory never holds a usable credential.
-                return "token:" + hashlib.sha256(token.encode("latin-1")).hexdigest()
+                return hashlib.sha256(token.encode("latin-1")).hexdigest()
             break
+    return None
+
+
+def address_key(scope: Scope) -> str:
     client = scope.get("client")
     return "ip:" + (client[0] if client else "unknown")
+
+
+def caller_key(scope: Scope, known_tokens: Collection[str] = ()) -> str:
+    """Whom a request counts against: a token that has authenticated before, else its client
+    address, so that made-up tokens cannot each bring a full bucket of their own."""
+    hashed = bearer_hash(scope)
+    if hashed is not None and hashed in known_tokens:
+        return "token:" + hashed
+    return address_key(scope)
 
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+class _Buckets:
+    """Token buckets by key, the least recently seen forgotten first past `max_buckets`."""
+
+    def __init__(self, *, per_second: float, burst: int, max_buckets: int) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self.max_buckets = max_buckets
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str, now: float) -> int | None:
+        """Spend one token of `key`'s bucket: None if there was one, else seconds to wait."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), updated=now)
+            if len(self._buckets) > self.max_buckets:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+            elapsed = max(0.0, now - bucket.updated)  # a clock that steps back refills nothing
+            bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.per_second)
+            bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return None
+        # The epsilon keeps float noise (0.1 per second) from rounding a whole second up.
+        return max(1, math.ceil((1 - bucket.tokens) / self.per_second - 1e-9))
+
+    def empty(self, key: str, now: float) -> bool:
+        """Whether `key` has no token left now (without spending one)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return False
+        refilled = bucket.tokens + max(0.0, now - bucket.updated) * self.per_second
+        return refilled < 1
+
+
+# Failed authentications allowed per client address: this many at once, then one a second.
+FAILED_AUTH_BURST = 20
+FAILED_AUTH_PER_SECOND = 1.0
+
+
 class RateLimit:
     """A token bucket per caller: `burst` requests at once, refilled at `per_second`.
 
+    A caller is a token once it has authenticated, else its client address; failed
+    authentications from one address are limited apart (`FAILED_AUTH_*`): past them, that
+    address's requests with tokens not known to be genuine are refused without a lookup.
     `per_second <= 0` turns it off. At most `max_buckets` callers are remembered; the least
     recently seen is forgotten first (it comes back with a full bucket).
     """
@@ -161,7 +225,12 @@ class RateLimit:
         self.burst = burst
         self.max_buckets = max_buckets
         self.clock = clock
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._buckets = _Buckets(per_second=per_second, burst=burst, max_buckets=max_buckets)
+        self._failures = _Buckets(
+            per_second=FAILED_AUTH_PER_SECOND, burst=FAILED_AUTH_BURST, max_buckets=max_buckets
+        )
+        # Tokens seen to authenticate (hashes), most recent last.
+        self._known: OrderedDict[str, None] = OrderedDict()
         self._detail = (
             f"Rate limit exceeded: at most {burst} requests at once"
             f" and {_number(per_second)} per second"
@@ -175,33 +244,45 @@ class RateLimit:
         if not self.enabled or scope["type"] != "http" or _path(scope) in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
-        wait = self._take(caller_key(scope))
-        if wait is None:
-            await self.app(scope, receive, send)
+        now = self.clock()
+        hashed = bearer_hash(scope)
+        known = hashed is not None and hashed in self._known
+        address = address_key(scope)
+        if not known and self._failures.empty(address, now):
+            await self._refuse(scope, receive, send, 1, "Too many failed authentications")
             return
+        wait = self._buckets.take("token:" + hashed if known and hashed else address, now)
+        if wait is not None:
+            await self._refuse(scope, receive, send, wait, self._detail)
+            return
+        status = 0
+
+        async def watching_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        scope[AUTHENTICATED] = None
+        await self.app(scope, receive, watching_send)
+        if hashed is not None and scope.get(AUTHENTICATED) == hashed and not known:
+            self._remember(hashed)
+            self._buckets.take("token:" + hashed, now)  # its first request counts as its own
+        elif status == 401:
+            self._failures.take(address, self.clock())
+
+    def _remember(self, hashed: str) -> None:
+        self._known[hashed] = None
+        self._known.move_to_end(hashed)
+        if len(self._known) > self.max_buckets:
+            self._known.popitem(last=False)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, wait: int, detail: str) -> None:
         response = JSONResponse(
-            {"detail": self._detail}, status_code=429, headers={"Retry-After": str(wait)}
+            {"detail": detail}, status_code=429, headers={"Retry-After": str(wait)}
         )
         await response(scope, receive, send)
-
-    def _take(self, key: str) -> int | None:
-        """Spend one token of `key`'s bucket: None if there was one, else seconds to wait."""
-        now = self.clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), updated=now)
-            if len(self._buckets) > self.max_buckets:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-            elapsed = max(0.0, now - bucket.updated)  # a clock that steps back refills nothing
-            bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.per_second)
-            bucket.updated = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return None
-        # The epsilon keeps float noise (0.1 per second) from rounding a whole second up.
-        return max(1, math.ceil((1 - bucket.tokens) / self.per_second - 1e-9))
 
 
 def _path(scope: Scope) -> str:
