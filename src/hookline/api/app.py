@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from hookline import __version__, runtime
 from hookline.api import auth, health, idempotency, metrics, responses
-from hookline.api.limits import BodySizeLimit, RateLimit, RefuseNul
+from hookline.api.limits import BodySizeLimit, JsonShapeLimit, RateLimit, RefuseNul
 from hookline.config import Settings
 from hookline.errors import AppError
 from hookline.events.router import router as events_router
@@ -67,6 +67,7 @@ def create_app(
         refused = await auth.refuse_anonymous(request)
         if refused is not None:
             return await _app_error(request, refused)
+        exc = _capped(exc)
         try:
             return await request_validation_exception_handler(request, exc)
         except (ValueError, UnicodeError, RecursionError):
@@ -99,6 +100,7 @@ def create_app(
         )
 
     # The last added runs first: a caller over its rate is refused before anything is read.
+    app.add_middleware(JsonShapeLimit)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     # A NUL in a path or query value would reach the database (PostgreSQL refuses it).
     app.add_middleware(RefuseNul)
@@ -133,6 +135,33 @@ def _is_outage(exc: Exception) -> bool:
         return True
     cause = getattr(exc.orig, "__cause__", None) or exc.orig
     return type(cause).__name__ in _OUTAGE_ERRORS
+
+
+# A body can hold tens of thousands of wrong fields; an answer listing each costs seconds of
+# CPU and megabytes. The first ones say what is wrong.
+MAX_REPORTED_ERRORS = 20
+
+
+# An input echoed in an error is left out past this size (a whole body is no help to read).
+MAX_ECHOED_ITEMS = 20
+MAX_ECHOED_CHARS = 1000
+
+
+def _capped(exc: RequestValidationError) -> RequestValidationError:
+    errors = [_without_large_input(e) for e in exc.errors()[: MAX_REPORTED_ERRORS + 1]]
+    if len(errors) > MAX_REPORTED_ERRORS:
+        more = len(exc.errors()) - MAX_REPORTED_ERRORS
+        summary = {"type": "too_many_errors", "loc": ["body"], "msg": f"{more} more errors"}
+        errors = [*errors[:MAX_REPORTED_ERRORS], summary]
+    return RequestValidationError(errors, body=None)
+
+
+def _without_large_input(error: Any) -> Any:
+    found = error.get("input")
+    large = (isinstance(found, dict | list) and len(found) > MAX_ECHOED_ITEMS) or (
+        isinstance(found, str | bytes) and len(found) > MAX_ECHOED_CHARS
+    )
+    return {k: v for k, v in error.items() if k != "input"} if large else error
 
 
 def create_app_from_environment() -> FastAPI:

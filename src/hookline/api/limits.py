@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+import orjson
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -311,3 +312,81 @@ class RefuseNul:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+# A JSON object in a request body may have at most this many keys: each unknown one costs a
+# validation error, and tens of thousands of them cost seconds of CPU before any route runs.
+MAX_OBJECT_KEYS = 1000
+# Bodies smaller than this cannot hold enough keys to matter: they are not looked at.
+_SHAPE_CHECK_FROM = 16_384
+
+
+def _widest_object(value: object) -> int:
+    """The most keys any object in a parsed JSON document has (iteratively: no recursion)."""
+    widest, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            widest = max(widest, len(item))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return widest
+
+
+class JsonShapeLimit:
+    """422 for a large JSON body with an object of over `MAX_OBJECT_KEYS` keys, before the app
+    parses and validates it. Runs inside BodySizeLimit, so the body is at most 1 MiB."""
+
+    def __init__(self, app: ASGIApp, *, max_keys: int = MAX_OBJECT_KEYS) -> None:
+        self.app = app
+        self.max_keys = max_keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        length = declared_length_or_none(scope)
+        if length is not None and length < _SHAPE_CHECK_FROM:
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if len(body) >= _SHAPE_CHECK_FROM and self._too_wide(body):
+            detail = f"A JSON object in the body has more than {self.max_keys} fields"
+            await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body}]), send)
+
+    def _too_wide(self, body: bytes) -> bool:
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False  # not JSON: the route says what is wrong with it
+        return _widest_object(document) > self.max_keys
+
+
+def declared_length_or_none(scope: Scope) -> int | None:
+    try:
+        return declared_length(scope)
+    except ValueError:
+        return None
+
+
+def _replay(messages: list[Message]) -> Receive:
+    """A receive() that gives these messages, then waits for the disconnect as servers do."""
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return {"type": "http.disconnect"}
+
+    return receive
