@@ -5,7 +5,7 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -37,16 +37,27 @@ def _describe_setting_error(error: ErrorDetails) -> str:
     return f"HOOKLINE_{'_'.join(str(part) for part in error['loc']).upper()}: {message}"
 
 
+def _server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for hookline: its limits on request heads and slow clients."""
+    from hookline.api import server
+
+    server.raise_open_files_limit()
+    server.LimitedHttpToolsProtocol.configure(header_timeout=settings.header_timeout)
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "http": server.LimitedHttpToolsProtocol,
+        "log_level": "info",
+        "access_log": False,
+        "server_header": False,
+    }
+
+
 def _serve_http(settings: Settings, *, run_worker: bool) -> None:
     from hookline.api.app import create_app
 
     config = uvicorn.Config(
-        create_app(settings, run_worker=run_worker),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-        server_header=False,
+        create_app(settings, run_worker=run_worker), **_server_options(settings)
     )
     # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that
     # was there before it; make that handler a clean exit, so a requested stop exits 0.
@@ -81,11 +92,7 @@ def api(
         "hookline.api.app:create_app_from_environment",
         factory=True,
         workers=workers,
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-        server_header=False,
+        **_server_options(settings),
     )
 
 

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     result_batch_size: int = Field(default=100, ge=1)
     result_flush_interval: float = Field(default=0.05, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
+    # Seconds a client has to send a request's head (from connecting, or from the last answer).
+    header_timeout: float = Field(default=10.0, gt=0)
     # Per caller (a token, else an address): `burst` requests at once, refilled at this rate.
     rate_limit_per_second: float = Field(default=100.0, ge=0)
     rate_limit_burst: int = Field(default=200, ge=1)

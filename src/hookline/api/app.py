@@ -166,7 +166,12 @@ def _without_large_input(error: Any) -> Any:
 
 def create_app_from_environment() -> FastAPI:
     """The API from HOOKLINE_* settings: for `hookline api --workers N`, one per process."""
-    return create_app(Settings())
+    from hookline.api import server
+
+    settings = Settings()
+    server.raise_open_files_limit()
+    server.LimitedHttpToolsProtocol.configure(header_timeout=settings.header_timeout)
+    return create_app(settings)
 
 
 def plain_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
