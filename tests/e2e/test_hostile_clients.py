@@ -44,23 +44,22 @@ async def flood_head(port: int, pieces: bytes, *, limit_bytes: int) -> tuple[byt
     """Send a request head that never ends, `pieces` at a time, until the server answers or
     closes, or `limit_bytes` are sent; return (its answer, bytes sent)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = asyncio.create_task(reader.read(4096))
     sent = 0
     try:
         writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        while sent < limit_bytes:
+        while sent < limit_bytes and not answer.done():
             writer.write(pieces)
             sent += len(pieces)
             try:
                 await asyncio.wait_for(writer.drain(), 5)
             except (ConnectionError, TimeoutError):
                 break
-            if reader.at_eof() or len(reader._buffer) > 0:  # noqa: SLF001 - an answer came
-                break
-        answer = b""
         with contextlib.suppress(ConnectionError, TimeoutError):
-            answer = await asyncio.wait_for(reader.read(4096), 5)
-        return answer, sent
+            return await asyncio.wait_for(answer, 5), sent
+        return b"", sent
     finally:
+        answer.cancel()
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
