@@ -136,6 +136,9 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None]
+    # A manual retry asked for while an attempt was in flight: recording that attempt leaves
+    # the delivery due again instead of finishing it (CONTRACT §7).
+    retry_requested_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
 

@@ -113,7 +113,7 @@ async def running(
         if run_worker:
             from hookline.delivery.worker import Worker
 
-            runtime.worker = Worker(settings=settings, store=store, engine=engine, sender=sender)
+            runtime.worker = Worker(settings=settings, store=store, sender=sender)
             store.on_wake(runtime.worker.wake)
             worker_task = runtime.worker_task = asyncio.create_task(runtime.worker.run())
         yield runtime

@@ -1,8 +1,10 @@
-"""Helpers for the delivery tests: subscribe and publish through the API, read the queue, wait."""
+"""Helpers for the delivery tests: subscribe and publish through the API, arrange rows, read
+the queue, wait."""
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -11,7 +13,9 @@ from sqlalchemy import select
 
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
-from hookline.models import Attempt, Delivery
+from hookline.ids import new_id
+from hookline.models import Attempt, Delivery, Endpoint, Event, utcnow
+from hookline.store import Store, outbox
 from tests.support.app import RunningApp
 from tests.support.db import SessionMaker
 from tests.support.receiver import Received
@@ -35,6 +39,56 @@ async def register_user(client: httpx.AsyncClient, username: str) -> dict[str, A
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def publish_many(
+    store: Store, event: str, count: int, *, data: dict[str, Any] | None = None
+) -> list[str]:
+    """`count` events in one unit of work (faster than as many POST /users); their ids."""
+
+    def publish() -> Any:
+        ids = []
+        for n in range(count):
+            ids.append((yield from outbox.publish(event=event, data=data or {"n": n})))
+        return ids
+
+    published: list[str] = await store.write(publish())
+    return published
+
+
+# (seconds from now the delivery falls due, its status)
+Plan = dict[str, list[tuple[float, str]]]
+
+
+async def seed_due(
+    sessionmaker: SessionMaker, plan: Plan, *, event: str = "user_registered"
+) -> dict[str, list[str]]:
+    """Endpoints named in `plan`, with deliveries of one event; delivery ids in plan order."""
+    now = utcnow()
+    ids: dict[str, list[str]] = {}
+    async with sessionmaker.begin() as session:
+        published = Event(id=new_id("evt"), event=event, payload={"n": 1}, created_at=now)
+        session.add(published)
+        for name, deliveries in plan.items():
+            endpoint = Endpoint(
+                id=new_id("wh"), url=f"http://127.0.0.1:9/{name}", secret="s", created_at=now
+            )
+            session.add(endpoint)
+            await session.flush()
+            ids[name] = []
+            for offset, status in deliveries:
+                row = Delivery(
+                    id=new_id("dlv"),
+                    event_id=published.id,
+                    endpoint_id=endpoint.id,
+                    status=status,
+                    next_attempt_at=now + timedelta(seconds=offset),
+                    created_at=now,
+                )
+                session.add(row)
+                ids[name].append(row.id)
+            await session.flush()
+    return ids
 
 
 def headers_of(received: Received) -> dict[str, str]:
@@ -105,13 +159,11 @@ async def attempts_to(
 async def worker_running(
     running: RunningApp, *, sender: Sender | None = None
 ) -> AsyncIterator[tuple[Worker, "asyncio.Task[None]"]]:
-    """A worker on the app's database, woken by its API; stopped (if the test did not) at exit."""
-    worker = Worker(
-        settings=running.settings,
-        engine=running.app.state.test_db.engine,
-        sender=sender or running.app.state.runtime.sender,
-    )
-    running.app.state.runtime.wake_workers = worker.wake
+    """A worker on the app's store, woken by its commits; stopped (if the test did not) at exit."""
+    runtime = running.app.state.runtime
+    worker = Worker(settings=running.settings, store=runtime.store, sender=sender or runtime.sender)
+    runtime.store.on_wake(worker.wake)
+    runtime.wake_workers = worker.wake  # routes still committing sessions of their own
     task = asyncio.create_task(worker.run())
     try:
         yield worker, task

@@ -1,18 +1,30 @@
-"""The LISTEN connection reads the database URL as the engine does."""
+"""The LISTEN connection reads the database URL as the store does."""
 
-from sqlalchemy.ext.asyncio import create_async_engine
+import asyncio
+from typing import Any
 
+import pytest
+
+from hookline.config import Settings
 from hookline.delivery import notify
+from hookline.store import postgres_dsn
+
+URL = "postgresql+asyncpg://app:pw@db.internal:6432/hooks?ssl=require"
 
 
-def test_listen_connection_takes_the_engines_reading_of_the_url() -> None:
-    engine = create_async_engine("postgresql+asyncpg://app:pw@db.internal:6432/hooks?ssl=require")
+async def test_listen_dials_the_stores_dsn_with_its_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dialled: list[Any] = []
 
-    assert notify.connect_args(engine) == {
-        "host": "db.internal",
-        "port": 6432,
-        "user": "app",
-        "password": "pw",
-        "database": "hooks",
-        "ssl": "require",
-    }
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        dialled.append((args, kwargs))
+        raise asyncio.CancelledError  # enough: stop listening at the first dial
+
+    monkeypatch.setattr(notify.asyncpg, "connect", connect)
+    dsn = postgres_dsn(Settings(_env_file=None, database_url=URL))
+
+    with pytest.raises(asyncio.CancelledError):
+        await notify.listen(dsn, lambda: None)
+
+    assert dialled == [(("postgresql://app:pw@db.internal:6432/hooks?ssl=require",), {})]

@@ -4,26 +4,22 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import uuid
 from collections import Counter
-from datetime import timedelta
-
-from sqlalchemy.ext.asyncio import AsyncEngine
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from hookline import housekeeping
 from hookline.config import Settings
-from hookline.delivery import envelope, notify, queue, retry
+from hookline.delivery import envelope, notify, policy
 from hookline.delivery.sender import Outcome, Sender
-from hookline.events.service import PING
-from hookline.models import utcnow
-from hookline.store import Store
-from hookline.webhooks import lifecycle
+from hookline.store import Store, claims, health, postgres_dsn
+from hookline.store.claims import Claimed, Finished
+from hookline.store.units import Unit
 
 log = logging.getLogger("hookline.worker")
 
-GONE = 410
 # Seconds between prunes of old events and idempotency keys (the first comes after one period).
 HOUSEKEEPING_INTERVAL = 600.0
 
@@ -36,7 +32,6 @@ class Worker:
         *,
         settings: Settings,
         store: Store,
-        engine: AsyncEngine,
         sender: Sender,
         housekeeping_interval: float = HOUSEKEEPING_INTERVAL,
     ) -> None:
@@ -44,11 +39,10 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._settings = settings
         self._store = store
-        self._engine = engine
         self._sender = sender
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._per_endpoint: Counter[str] = Counter()
-        self._finished: list[queue.Finished] = []
+        self._finished: list[Settled] = []
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stopping = False
@@ -75,8 +69,8 @@ class Worker:
         housekeeper = asyncio.create_task(self._housekeeping_loop())
         listener = None
         if not self._settings.is_sqlite:
-            connect = notify.connect_args(self._engine)
-            listener = asyncio.create_task(notify.listen(connect, self.wake))
+            dsn = postgres_dsn(self._settings)
+            listener = asyncio.create_task(notify.listen(dsn, self.wake))
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -100,7 +94,7 @@ class Worker:
             await self._flush()
             # Give back the leases of attempts cut short. Recorded ones hold no lease any more;
             # ones whose record failed keep theirs, to lapse and be sent again.
-            unrecorded = {item.delivery_id for item in self._finished}
+            unrecorded = {item.finished.delivery_id for item in self._finished}
             await self._release([i for i in in_flight if i not in unrecorded])
             log.info("worker %s stopped", self.owner)
 
@@ -116,15 +110,15 @@ class Worker:
             return False
         busy = [e for e, n in self._per_endpoint.items() if n > self._full_above]
         try:
-            async with self._engine.begin() as conn:
-                claimed = await queue.claim(
-                    conn,
+            claimed = await self._store.write(
+                claims.claim(
                     owner=self.owner,
                     limit=free,
                     lease_seconds=self._settings.lease_seconds,
                     per_endpoint=self._top_up,
                     skip_endpoints=busy,
                 )
+            )
         except Exception:
             log.exception("claiming deliveries failed; retrying after the poll interval")
             return False
@@ -138,7 +132,7 @@ class Worker:
         self._slots_ran_out = len(claimed) == free
         return self._slots_ran_out or any(n >= self._top_up for n in per_endpoint.values())
 
-    async def _attempt(self, item: queue.Claimed) -> None:
+    async def _attempt(self, item: Claimed) -> None:
         try:
             body = envelope.render(
                 event_id=item.event_id,
@@ -153,7 +147,7 @@ class Worker:
                 secrets=item.secrets,
                 headers=item.headers,
             )
-            self._finished.append(self._decide(item, outcome))
+            self._finished.append(self._settle(item, outcome))
             if len(self._finished) >= self._settings.result_batch_size:
                 self._flush_now.set()
         finally:
@@ -169,34 +163,25 @@ class Worker:
             if endpoint_reopened or (self._slots_ran_out and free >= self._claim_at):
                 self._wake.set()
 
-    def _decide(self, item: queue.Claimed, outcome: Outcome) -> queue.Finished:
+    def _settle(self, item: Claimed, outcome: Outcome) -> "Settled":
         number = item.attempts_made + 1
-        status, next_at = queue.SUCCEEDED, None
-        if not outcome.ok:
-            delay = None
-            # A ping is a one-off check, and a 410 says the endpoint is gone: never retried.
-            if item.event != PING and outcome.status_code != GONE:
-                delay = retry.next_delay(
-                    number,
-                    self._settings.retry_schedule,
-                    self._settings.retry_jitter,
-                    random.random,
-                    retry_after=outcome.retry_after,
-                )
-            if delay is None:
-                status = queue.FAILED
-            else:
-                status, next_at = queue.PENDING, utcnow() + timedelta(seconds=delay)
-        return queue.Finished(
-            item.delivery_id, number, outcome.as_row(), status, next_at, item.endpoint_id
+        decision = policy.decide(outcome, number, self._settings, probe=item.probe)
+        finished = Finished(
+            item.delivery_id,
+            item.endpoint_id,
+            number,
+            outcome.as_row(),
+            decision.status,
+            decision.delay,
         )
+        return Settled(finished, decision.disable_reason, item.probe)
 
     async def _housekeeping_loop(self) -> None:
         """Prune now and then; in small transactions, so delivery is never held up for long."""
         while True:
             await asyncio.sleep(self._housekeeping_interval)
             try:
-                await housekeeping.run_once(self._engine, self._settings)
+                await housekeeping.run_once(self._store, self._settings)
             except Exception:
                 log.exception("pruning old events failed; trying again next period")
 
@@ -212,21 +197,9 @@ class Worker:
             return
         batch, self._finished = self._finished, []
         try:
-            async with self._engine.begin() as conn:
-                recorded = await queue.complete(conn, owner=self.owner, finished=batch)
-                disabled = await lifecycle.record(
-                    conn,
-                    (
-                        lifecycle.AttemptResult(
-                            item.endpoint_id,
-                            item.succeeded,
-                            item.attempt["status_code"],
-                            item.attempt["started_at"],
-                        )
-                        for item in recorded
-                    ),
-                    disable_after=self._settings.disable_after,
-                )
+            disabled = await self._store.write(
+                record(self.owner, batch, disable_after=self._settings.disable_after)
+            )
         except asyncio.CancelledError:
             # Keep them: recording again is harmless, as complete() drops results whose
             # lease was already given up by an earlier, committed record.
@@ -260,7 +233,39 @@ class Worker:
 
     async def _release(self, delivery_ids: list[str]) -> None:
         try:
-            async with self._engine.begin() as conn:
-                await queue.release(conn, owner=self.owner, delivery_ids=delivery_ids)
+            await self._store.write(claims.release(owner=self.owner, delivery_ids=delivery_ids))
         except Exception:
             log.exception("releasing %d leases failed; they lapse on their own", len(delivery_ids))
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A finished attempt on its way to the store, with what it means for its endpoint."""
+
+    finished: Finished
+    disable_reason: str | None
+    probe: bool
+
+    def health(self) -> health.AttemptResult:
+        finished = self.finished
+        started_at = finished.attempt["started_at"]
+        return health.AttemptResult(
+            finished.endpoint_id, finished.succeeded, started_at, self.disable_reason
+        )
+
+
+def record(owner: str, batch: Sequence[Settled], *, disable_after: float) -> Unit[list[str]]:
+    """Record the attempts `owner` still holds leases for and advance their endpoints' clocks,
+    in one transaction; return the endpoints this disabled.
+
+    A probe (a ping) never moves the clock (CONTRACT §7), but a 410 it got disables.
+    """
+    recorded = yield from claims.complete(owner=owner, finished=[s.finished for s in batch])
+    kept = {item.delivery_id for item in recorded}
+    results = [
+        s.health()
+        for s in batch
+        if s.finished.delivery_id in kept and (not s.probe or s.disable_reason is not None)
+    ]
+    disabled: list[str] = yield from health.record(results, disable_after=disable_after)
+    return disabled

@@ -1,12 +1,18 @@
-"""An endpoint's health: disabling it (cancelling what it had pending, telling subscribers) and
-enabling it again."""
+"""An endpoint's health: the auto-disable clock, disabling an endpoint (cancelling what it had
+pending, telling subscribers) and enabling it again.
 
-from collections.abc import Collection
+The worker records its attempts here in the transaction that completes them; the API disables
+and enables by hand.
+"""
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from hookline.models import utcnow
 from hookline.store import outbox, redelivery, units
-from hookline.store.sql import sql
+from hookline.store.sql import sql, ts_required
 from hookline.store.units import Unit
 
 WEBHOOK_DISABLED = "webhook_disabled"
@@ -19,6 +25,70 @@ _ENABLE = sql(
     "UPDATE endpoints SET enabled = TRUE, disabled_reason = NULL, disabled_at = NULL,"
     " failing_since = NULL WHERE id = :id"
 )
+
+
+_RESET_CLOCK = sql(
+    "UPDATE endpoints SET failing_since = NULL WHERE id {in:ids} AND failing_since IS NOT NULL"
+)
+_START_CLOCK = sql(
+    "UPDATE endpoints SET failing_since = :since WHERE id = :id AND failing_since IS NULL"
+)
+_FAILING_SINCE = sql(
+    "SELECT id, failing_since FROM endpoints"
+    " WHERE id {in:ids} AND enabled = TRUE AND failing_since <= :cutoff ORDER BY id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What the clock needs to know of one recorded attempt."""
+
+    endpoint_id: str
+    succeeded: bool
+    started_at: datetime
+    # Its answer takes the endpoint down at once (410 Gone), for this reason.
+    disable_reason: str | None = None
+
+
+def record(results: Iterable[AttemptResult], *, disable_after: float) -> Unit[list[str]]:
+    """Advance each endpoint's clock: reset on a success, start at the first failure; disable
+    the endpoints failing for longer than `disable_after` seconds, and those an answer said to
+    disable. Returns the ids of the endpoints this disabled."""
+    succeeded: set[str] = set()
+    first_failure: dict[str, datetime] = {}
+    gone: dict[str, str] = {}
+    for result in results:
+        if result.succeeded:
+            succeeded.add(result.endpoint_id)
+            continue
+        since = first_failure.get(result.endpoint_id)
+        if since is None or result.started_at < since:
+            first_failure[result.endpoint_id] = result.started_at
+        if result.disable_reason is not None:
+            gone[result.endpoint_id] = result.disable_reason
+    if succeeded:
+        yield units.execute(_RESET_CLOCK, {"ids": sorted(succeeded)})
+    disabled: list[str] = []
+    for reason in sorted(set(gone.values())):
+        ids = [endpoint_id for endpoint_id, said in gone.items() if said == reason]
+        disabled += yield from disable(ids, reason=reason)
+    # Any success resets the clock, even beside failures in the same batch.
+    failing = {k: v for k, v in first_failure.items() if k not in succeeded}
+    if failing:
+        yield units.execute_many(
+            _START_CLOCK, ({"id": k, "since": v} for k, v in sorted(failing.items()))
+        )
+        cutoff = utcnow() - timedelta(seconds=disable_after)
+        expired = yield units.rows(
+            _FAILING_SINCE, {"ids": sorted(failing.keys() - gone.keys()), "cutoff": cutoff}
+        )
+        for endpoint_id, since in expired:
+            reason = (
+                f"every delivery failed for more than {disable_after:g} s"
+                f" (since {timestamp(ts_required(since))})"
+            )
+            disabled += yield from disable([endpoint_id], reason=reason)
+    return disabled
 
 
 def timestamp(when: Any) -> str:

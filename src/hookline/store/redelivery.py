@@ -8,8 +8,12 @@ from hookline.store.sql import sql
 from hookline.store.status import Status
 from hookline.store.units import Unit
 
+# An attempt in flight holds a lease: its result would finish the delivery, so the retry is
+# remembered for complete() to honour (claims.py). A lease that lapses is claimed again anyway,
+# and the claim clears the mark.
 _RETRY_NOW = sql(
-    "UPDATE deliveries SET status = 'pending', next_attempt_at = {now}, finished_at = NULL"
+    "UPDATE deliveries SET status = 'pending', next_attempt_at = {now}, finished_at = NULL,"
+    " retry_requested_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE {now} END"
     " WHERE id = :id"
 )
 # Pings are one-off probes, never sent again by a recovery.
@@ -32,7 +36,11 @@ FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def retry_now(delivery_id: str) -> Unit[int]:
-    """Make the delivery due now, whatever its status; how many rows changed (0 or 1)."""
+    """Make the delivery due now, whatever its status; how many rows changed (0 or 1).
+
+    An attempt in flight meanwhile is recorded when it ends, and the delivery is attempted
+    again after it (CONTRACT §7).
+    """
     changed: int = yield units.execute(_RETRY_NOW, {"id": delivery_id})
     if changed:
         yield units.wake()
