@@ -2,28 +2,25 @@
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import create_async_engine
-
+from hookline.config import Settings
+from hookline.store import open_store
 from tests.support.app import RunningApp
-from tests.support.db import create_sessionmaker
 
 # Nothing listens on port 1: every connection is refused, as while PostgreSQL restarts.
 UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:1/hookline"
 
 
-async def cut_off(api: RunningApp) -> None:
+def cut_off(api: RunningApp) -> None:
     """Point the running app at a database that refuses connections."""
-    engine = create_async_engine(UNREACHABLE, pool_pre_ping=True)
-    api.app.state.test_db.engine = engine
-    api.app.state.test_db.sessions = create_sessionmaker(engine)
+    api.app.state.runtime.store = open_store(Settings(_env_file=None, database_url=UNREACHABLE))
 
 
 async def test_requests_get_503_with_retry_after_while_the_database_is_down(
     api: RunningApp,
 ) -> None:
     user: dict[str, Any] = (await api.client.post("/users", json={"username": "alice"})).json()
-    real_engine, real_sessions = api.app.state.test_db.engine, api.app.state.test_db.sessions
-    await cut_off(api)
+    real_store = api.app.state.runtime.store
+    cut_off(api)
     try:
         answers = [
             await api.client.post("/users", json={"username": "bob"}),
@@ -33,8 +30,8 @@ async def test_requests_get_503_with_retry_after_while_the_database_is_down(
         ]
         ready = await api.client.get("/ready")
     finally:
-        await api.app.state.test_db.engine.dispose()
-        api.app.state.test_db.engine, api.app.state.test_db.sessions = real_engine, real_sessions
+        await api.app.state.runtime.store.close()
+        api.app.state.runtime.store = real_store
     back = await api.client.post("/users", json={"username": "bob"})
 
     for answer in answers:

@@ -1,6 +1,5 @@
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from hookline.config import Settings
+from hookline.store import open_store
 from tests.support.app import running_app
 
 
@@ -17,15 +16,16 @@ async def test_ready_when_the_database_answers_and_is_migrated(api):
 
 
 async def test_not_ready_when_the_database_is_unreachable(api):
-    working = api.app.state.test_db.engine
-    api.app.state.test_db.engine = create_async_engine(
-        "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+    runtime = api.app.state.runtime
+    working = runtime.store
+    runtime.store = open_store(
+        Settings(_env_file=None, database_url="postgresql://nobody@127.0.0.1:1/none")
     )
     try:
         response = await api.client.get("/ready")
     finally:
-        await api.app.state.test_db.engine.dispose()
-        api.app.state.test_db.engine = working
+        await runtime.store.close()
+        runtime.store = working
     assert response.status_code == 503
     assert response.json() == {"status": "database unreachable"}
 
