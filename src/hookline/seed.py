@@ -4,9 +4,11 @@ from typing import Any
 
 from hookline import migrate, secretbox
 from hookline.config import Settings
-from hookline.db import create_engine, create_sessionmaker
-from hookline.delivery.sender import Sender
+from hookline.delivery.ssrf import DestinationCheck
 from hookline.errors import AppError, Conflict
+from hookline.secretbox import SecretBox
+from hookline.store import open_store
+from hookline.store.units import Unit
 from hookline.webhooks import service as webhooks
 
 
@@ -28,26 +30,28 @@ def _pairs(data: Any) -> list[tuple[str, str]]:
 async def import_file(settings: Settings, data: Any) -> tuple[int, int]:
     """Subscribe every (event, url) pair; return (added, already there)."""
     pairs = _pairs(data)
-    engine = create_engine(settings)
     box = secretbox.load(settings)
-    sender = Sender.from_settings(settings, box=box)  # only its address check is used
-    await sender.start()
+    destinations = DestinationCheck(allow_private_networks=settings.allow_private_networks)
+    checked = []
+    for event, url in pairs:  # every pair before anything is written
+        try:
+            checked.append(await webhooks.checked(destinations=destinations, event=event, url=url))
+        except AppError as exc:
+            raise SeedError(f"{event} {url}: {exc.detail}") from exc
+    await migrate.upgrade(settings)
+    store = open_store(settings)
     try:
-        await migrate.upgrade(settings)
-        added = existing = 0
-        async with create_sessionmaker(engine).begin() as session:
-            for event, url in pairs:
-                try:
-                    async with session.begin_nested():
-                        await webhooks.register(
-                            session=session, sender=sender, box=box, event=event, url=url
-                        )
-                    added += 1
-                except Conflict:
-                    existing += 1
-                except AppError as exc:
-                    raise SeedError(f"{event} {url}: {exc.detail}") from exc
-        return added, existing
+        return await store.write(_subscribe_all(box, checked))
     finally:
-        await sender.close()
-        await engine.dispose()
+        await store.close()
+
+
+def _subscribe_all(box: SecretBox, pairs: list[tuple[str, str]]) -> Unit[tuple[int, int]]:
+    added = existing = 0
+    for event, url in pairs:
+        try:
+            yield from webhooks.register(box=box, event=event, url=url)
+            added += 1
+        except Conflict:  # subscribed already (it wrote nothing)
+            existing += 1
+    return added, existing

@@ -13,6 +13,7 @@ from hookline.config import Settings
 from hookline.db import SessionMaker
 from hookline.delivery import notify
 from hookline.delivery.sender import Sender
+from hookline.delivery.ssrf import DestinationCheck
 from hookline.events.service import WAKE_WORKERS
 from hookline.runtime import Runtime
 from hookline.secretbox import SecretBox
@@ -62,6 +63,10 @@ def _sender(request: Request) -> Sender:
     return runtime_of(request).sender
 
 
+def _destinations(request: Request) -> DestinationCheck:
+    return runtime_of(request).destinations
+
+
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 StoreDep = Annotated[Store, Depends(_store)]
 # scope="function": commit before the response is sent, so a 201 means it is stored.
@@ -70,4 +75,5 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 SessionMakerDep = Annotated[SessionMaker, Depends(_sessions)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SenderDep = Annotated[Sender, Depends(_sender)]
+DestinationsDep = Annotated[DestinationCheck, Depends(_destinations)]
 SecretBoxDep = Annotated[SecretBox, Depends(_secret_box)]

@@ -10,7 +10,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import ThreadedResolver
 
 from hookline import __version__
 from hookline.config import Settings
@@ -62,17 +61,20 @@ class Sender:
         allow_private_networks: bool = False,
         resolver: AbstractResolver | None = None,
         box: SecretBox | None = None,
+        destinations: ssrf.DestinationCheck | None = None,
     ) -> None:
+        """`destinations`, when given, is the process's one check (registration asks it too);
+        otherwise one is made of `allow_private_networks` and `resolver`."""
         # No limit_per_host: aiohttp counts it per host and port, so endpoints sharing one
         # (paths on one server) would queue behind each other's slow attempts. The worker
         # caps attempts per endpoint itself.
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._concurrency = concurrency
-        self._guarded = not allow_private_networks
+        self._destinations = destinations or ssrf.DestinationCheck(
+            allow_private_networks=allow_private_networks, resolver=resolver
+        )
         # Secrets come sealed as stored; only signing sees them open.
         self._box = box
-        self._inner_resolver = resolver
-        self._resolver: AbstractResolver | None = None
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -81,6 +83,7 @@ class Sender:
         settings: Settings,
         resolver: AbstractResolver | None = None,
         box: SecretBox | None = None,
+        destinations: ssrf.DestinationCheck | None = None,
     ) -> "Sender":
         return cls(
             timeout=settings.delivery_timeout,
@@ -88,15 +91,14 @@ class Sender:
             allow_private_networks=settings.allow_private_networks,
             resolver=resolver,
             box=box,
+            destinations=destinations,
         )
 
     async def start(self) -> None:
-        resolver = self._inner_resolver or ThreadedResolver()
         # Every name the client connects to is resolved through the guard, so the address it
         # checked is the address it connects to (and only checked answers are cached).
-        self._resolver = ssrf.GuardedResolver(resolver) if self._guarded else resolver
         connector = aiohttp.TCPConnector(
-            limit=self._concurrency, ttl_dns_cache=60, resolver=self._resolver
+            limit=self._concurrency, ttl_dns_cache=60, resolver=self._destinations.resolver()
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -105,14 +107,6 @@ class Sender:
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"user-agent": USER_AGENT, "content-type": "application/json"},
         )
-
-    async def check_destination(self, url: str) -> None:
-        """Raise ssrf.ForbiddenDestination when webhooks may not go to the URL's host, or
-        OSError when it does not resolve (nothing to check when private networks are allowed)."""
-        if self._guarded:
-            if self._resolver is None:
-                raise RuntimeError("Sender.start() was not called")
-            await ssrf.check_url(url, self._resolver)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -144,7 +138,7 @@ class Sender:
             duration_ms = round((time.perf_counter() - started) * 1000)
             return Outcome(started_at=started_at, duration_ms=duration_ms, **fields)
 
-        if self._guarded:
+        if self._destinations.guarded:
             # aiohttp connects to literal addresses without asking the resolver.
             try:
                 ssrf.check_literal(url)

@@ -4,7 +4,7 @@ metadata addresses, in their IPv4, IPv6 and IPv4-in-IPv6 forms.
 An explicit list rather than `ipaddress`'s `is_global` and friends, which disagree with this
 policy on several ranges (and between Python versions). Checked at registration, and at every
 attempt by the resolver the HTTP client connects through, so the address checked is the
-address connected to.
+address connected to: one `DestinationCheck` per process serves both.
 """
 
 import ipaddress
@@ -12,6 +12,7 @@ import socket
 from collections.abc import Sequence
 
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -171,3 +172,30 @@ async def check_url(url: str, resolver: AbstractResolver) -> None:
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     host = _host(parsed)
     check_results(host, await resolver.resolve(host, port, socket.AF_UNSPEC))
+
+
+class DestinationCheck:
+    """Where this process lets webhooks go: the guard (off when private networks are allowed)
+    and the resolver names are looked up with, shared by registration (`check`) and the HTTP
+    client (`resolver`), so both judge by one policy. Needs no connection pool of its own."""
+
+    def __init__(
+        self, *, allow_private_networks: bool = False, resolver: AbstractResolver | None = None
+    ) -> None:
+        self.guarded = not allow_private_networks
+        self._given = resolver
+        self._resolver: AbstractResolver | None = None
+
+    def resolver(self) -> AbstractResolver:
+        """The resolver to connect through, refusing forbidden answers when guarded; built on
+        first use, inside the event loop (the system resolver binds to it)."""
+        if self._resolver is None:
+            inner = self._given or ThreadedResolver()
+            self._resolver = GuardedResolver(inner) if self.guarded else inner
+        return self._resolver
+
+    async def check(self, url: str) -> None:
+        """Raise ForbiddenDestination when webhooks may not go to the URL's host, or OSError
+        when it does not resolve (nothing to check when private networks are allowed)."""
+        if self.guarded:
+            await check_url(url, self.resolver())

@@ -3,8 +3,7 @@
 from urllib.parse import urlsplit
 
 from hookline.delivery import ssrf
-from hookline.delivery.sender import Sender
-from hookline.errors import Unprocessable
+from hookline.errors import AppError, Unprocessable
 
 
 def check(url: str) -> str:
@@ -29,13 +28,26 @@ def check(url: str) -> str:
     return url
 
 
-async def check_destination(url: str, sender: Sender) -> None:
+async def check_destination(url: str, destinations: ssrf.DestinationCheck) -> None:
     """Raise Unprocessable when webhooks may not go where the URL points (CONTRACT §7)."""
     try:
-        await sender.check_destination(url)
+        await destinations.check(url)
     except ssrf.ForbiddenDestination as exc:
         raise Unprocessable(f"Invalid webhook URL '{url}': {exc}; {ssrf.ALLOW_HINT}") from exc
     except OSError as exc:
         raise Unprocessable(
             f"Invalid webhook URL '{url}': its host does not resolve ({exc.strerror or exc})"
         ) from exc
+
+
+async def refusal(url: str, destinations: ssrf.DestinationCheck) -> AppError | None:
+    """Why the URL may not be a webhook target (its form, then where it points), or None.
+
+    For units of work, which cannot wait on DNS: the check runs before, the unit raises what it
+    found at the point where the check used to run (after an idempotent replay, say).
+    """
+    try:
+        await check_destination(check(url), destinations)
+    except AppError as exc:
+        return exc
+    return None
