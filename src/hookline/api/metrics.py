@@ -8,33 +8,17 @@ hand: https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-fo
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from functools import cache
-from typing import Any, cast
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy import (
-    ColumnElement,
-    ScalarSelect,
-    Select,
-    Table,
-    bindparam,
-    func,
-    literal_column,
-    select,
-)
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from hookline import __version__
 from hookline.api.auth import ADMIN_ONLY
-from hookline.api.deps import SessionDep
+from hookline.api.deps import StoreDep
 from hookline.api.responses import AUTH
-from hookline.delivery.queue import CANCELLED, FAILED, PENDING, SUCCEEDED
-from hookline.models import Delivery, Endpoint, Event, UTCDateTime, utcnow
+from hookline.store import STATUSES, counts
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STATUSES = (PENDING, SUCCEEDED, FAILED, CANCELLED)
 
 Labels = Mapping[str, str]
 
@@ -84,78 +68,11 @@ def _number(value: float) -> str:
     return repr(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What one read of the database found."""
-
-    deliveries: Mapping[str, int]  # by status
-    due: int
-    in_flight: int
-    oldest_due_at: datetime | None
-    endpoints_enabled: int
-    endpoints_disabled: int
-    events: int
-
-
-_deliveries = cast(Table, Delivery.__table__)
-_endpoints = cast(Table, Endpoint.__table__)
-_events = cast(Table, Event.__table__)
-
-
-def _count(table: Table, *where: ColumnElement[bool]) -> ScalarSelect[int]:
-    return select(func.count()).select_from(table).where(*where).scalar_subquery()
-
-
-@cache
-def _snapshot() -> Select[*tuple[Any, ...]]:
-    """One statement, so one snapshot on every dialect, each part a range of an index.
-
-    Counts by status are ranges of ix_deliveries_due (status, next_attempt_at); the due ones
-    are the part of the pending range up to now, whose first entry is the oldest.
-    """
-    d = _deliveries
-    now = bindparam("now", type_=UTCDateTime())
-    # Literals, so that the planner may use ix_deliveries_endpoint_pending (status = 'pending').
-    pending = d.c.status == literal_column(f"'{PENDING}'")
-    due = (pending, d.c.next_attempt_at <= now)
-    return select(
-        *(_count(d, d.c.status == literal_column(f"'{s}'")).label(s) for s in STATUSES),
-        _count(d, *due).label("due"),
-        # A lease is only ever taken on a due delivery (and cleared when its attempt is
-        # recorded), so the leased ones are within the due range: no scan of the whole backlog.
-        _count(d, *due, d.c.lease_until > now).label("in_flight"),
-        # The first entry of the due range (min() would walk the range on SQLite).
-        select(d.c.next_attempt_at)
-        .where(*due)
-        .order_by(d.c.next_attempt_at)
-        .limit(1)
-        .scalar_subquery()
-        .label("oldest"),
-        _count(_endpoints, _endpoints.c.enabled.is_(True)).label("enabled"),
-        _count(_endpoints, _endpoints.c.enabled.is_(False)).label("disabled"),
-        _count(_events).label("events"),
-    )
-
-
-async def read(*, session: AsyncSession, now: datetime) -> Snapshot:
-    """The queue as the database has it at `now`."""
-    row = (await session.execute(_snapshot(), {"now": now})).one()
-    return Snapshot(
-        deliveries={status: int(row._mapping[status]) for status in STATUSES},
-        due=int(row.due),
-        in_flight=int(row.in_flight),
-        oldest_due_at=row.oldest,
-        endpoints_enabled=int(row.enabled),
-        endpoints_disabled=int(row.disabled),
-        events=int(row.events),
-    )
-
-
-def families(snapshot: Snapshot, now: datetime) -> list[Family]:
+def families(snapshot: counts.Queue) -> list[Family]:
     """The metrics a snapshot makes, in the order they are shown."""
     oldest = 0.0
     if snapshot.oldest_due_at is not None:
-        oldest = max(0.0, (now - snapshot.oldest_due_at).total_seconds())
+        oldest = max(0.0, (snapshot.now - snapshot.oldest_due_at).total_seconds())
     return [
         Family(
             "hookline_deliveries",
@@ -207,8 +124,7 @@ router = APIRouter(tags=["metrics"], dependencies=[ADMIN_ONLY], responses=AUTH)
         }
     },
 )
-async def metrics(session: SessionDep) -> Response:
+async def metrics(store: StoreDep) -> Response:
     """The delivery queue, endpoints and events, for Prometheus (admin token as bearer_token)."""
-    now = utcnow()
-    snapshot = await read(session=session, now=now)
-    return Response(render(families(snapshot, now)), media_type=CONTENT_TYPE)
+    snapshot = await store.read(counts.queue())
+    return Response(render(families(snapshot)), media_type=CONTENT_TYPE)
