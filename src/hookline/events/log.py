@@ -1,13 +1,10 @@
 """The event log and the delivery log: reading them, and sending deliveries again by hand."""
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from itertools import combinations
 from typing import Any
 
-from sqlalchemy import Select, select, update
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from hookline.delivery.queue import FAILED, PENDING
 from hookline.errors import Conflict, NotFound
 from hookline.events import service as events
 from hookline.events.schemas import (
@@ -17,155 +14,163 @@ from hookline.events.schemas import (
     EventDetail,
     EventOut,
 )
-from hookline.models import Attempt, Delivery, Endpoint, Event, utcnow
+from hookline.store import redelivery, units
+from hookline.store.sql import Statement, js, sql, ts, ts_required
+from hookline.store.units import Unit
 
 LOGGED_EVENTS = (*events.SUBSCRIBABLE, events.PING)
 
 
-def _deliveries() -> Select[*tuple[Any, ...]]:
-    return (
-        select(
-            Delivery.id,
-            Delivery.event_id,
-            Event.event,
-            Delivery.endpoint_id,
-            Endpoint.url,
-            Delivery.status,
-            Delivery.attempts_made,
-            Delivery.next_attempt_at,
-            Delivery.created_at,
-            Delivery.finished_at,
-        )
-        .join(Event, Event.id == Delivery.event_id)
-        .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+def _filtered(
+    select: str, order: str, *, always: Sequence[str] = (), optional: Mapping[str, str]
+) -> dict[frozenset[str], Statement]:
+    """One statement per combination of the optional conditions, keyed by the names given:
+    each stays a plain range of an index, which `(:x IS NULL OR ...)` would not."""
+    variants = {}
+    for n in range(len(optional) + 1):
+        for names in combinations(optional, n):
+            where = [*always, *(optional[name] for name in names)]
+            condition = f" WHERE {' AND '.join(where)}" if where else ""
+            variants[frozenset(names)] = sql(f"{select}{condition} {order}")
+    return variants
+
+
+def _pick(variants: dict[frozenset[str], Statement], params: dict[str, Any]) -> Statement:
+    return variants[frozenset(name for name, value in params.items() if value is not None)]
+
+
+_EVENTS = _filtered(
+    "SELECT id, event, payload, created_at FROM events",
+    "ORDER BY id DESC LIMIT :limit",
+    optional={"event": "event = :event", "cursor": "id < :cursor"},
+)
+_EVENT = sql("SELECT id, event, payload, created_at FROM events WHERE id = :id")
+
+_DELIVERY_COLUMNS = (
+    "d.id, d.event_id, v.event, d.endpoint_id, e.url, d.status, d.attempts_made,"
+    " d.next_attempt_at, d.created_at, d.finished_at"
+)
+_DELIVERY_TABLES = (
+    "deliveries d JOIN events v ON v.id = d.event_id JOIN endpoints e ON e.id = d.endpoint_id"
+)
+_OF_EVENT = sql(
+    f"SELECT {_DELIVERY_COLUMNS} FROM {_DELIVERY_TABLES} WHERE d.event_id = :event_id ORDER BY d.id"
+)
+_OF_ENDPOINT = _filtered(
+    f"SELECT {_DELIVERY_COLUMNS} FROM {_DELIVERY_TABLES}",
+    "ORDER BY d.id DESC LIMIT :limit",
+    always=["d.endpoint_id = :endpoint_id"],
+    optional={"status": "d.status = :status", "cursor": "d.id < :cursor"},
+)
+# One statement, so one snapshot: the delivery and its attempts agree (two statements could
+# see a result recorded in between, on PostgreSQL's read committed).
+_ATTEMPT_COLUMNS = ", ".join(f"a.{name}" for name in AttemptOut.model_fields)
+_WITH_ATTEMPTS = sql(
+    f"SELECT {_DELIVERY_COLUMNS}, {_ATTEMPT_COLUMNS} FROM {_DELIVERY_TABLES}"
+    " LEFT JOIN attempts a ON a.delivery_id = d.id WHERE d.id = :id ORDER BY a.number"
+)
+_ENDPOINT_ENABLED = sql("SELECT enabled FROM endpoints WHERE id = :id")
+_DELIVERY_ENDPOINT = sql(
+    "SELECT d.endpoint_id, e.enabled FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
+    " WHERE d.id = :id"
+)
+
+
+def _delivery_out(row: Sequence[Any]) -> DeliveryOut:
+    return DeliveryOut(
+        id=row[0],
+        event_id=row[1],
+        event=row[2],
+        endpoint_id=row[3],
+        url=row[4],
+        status=row[5],
+        attempts_made=row[6],
+        next_attempt_at=ts(row[7]),
+        created_at=ts_required(row[8]),
+        finished_at=ts(row[9]),
     )
 
 
-def _delivery_out(row: Any) -> DeliveryOut:
-    return DeliveryOut.model_validate(row._asdict())
+def _event_out(row: Sequence[Any]) -> EventOut:
+    return EventOut(id=row[0], event=row[1], data=js(row[2]), created_at=ts_required(row[3]))
 
 
-async def list_events(
-    *, session: AsyncSession, event: str | None, limit: int, cursor: str | None
-) -> list[EventOut]:
+def list_events(*, event: str | None, limit: int, cursor: str | None) -> Unit[list[EventOut]]:
     """Events, newest first, older than `cursor` (an event id) when given."""
-    query = select(Event).order_by(Event.id.desc()).limit(limit)
+    name = None
     if event is not None:
         name = event.strip().lower()
         if name not in LOGGED_EVENTS:
             raise NotFound(f"Event '{event}' not found")
-        query = query.where(Event.event == name)
-    if cursor is not None:
-        query = query.where(Event.id < cursor)
-    rows = (await session.execute(query)).scalars()
-    return [EventOut(id=e.id, event=e.event, created_at=e.created_at, data=e.payload) for e in rows]
+    params = {"event": name, "cursor": cursor}
+    found = yield units.rows(_pick(_EVENTS, params), {**params, "limit": limit})
+    return [_event_out(row) for row in found]
 
 
-async def get_event(*, session: AsyncSession, event_id: str) -> EventDetail:
-    found = await session.get(Event, event_id)
+def get_event(*, event_id: str) -> Unit[EventDetail]:
+    found = yield units.one(_EVENT, {"id": event_id})
     if found is None:
         raise NotFound(f"Event '{event_id}' not found")
-    rows = await session.execute(
-        _deliveries().where(Delivery.event_id == event_id).order_by(Delivery.id)
-    )
+    deliveries = yield units.rows(_OF_EVENT, {"event_id": event_id})
     return EventDetail(
-        id=found.id,
-        event=found.event,
-        created_at=found.created_at,
-        data=found.payload,
-        deliveries=[_delivery_out(row) for row in rows],
+        **_event_out(found).model_dump(), deliveries=[_delivery_out(row) for row in deliveries]
     )
 
 
-async def list_deliveries(
-    *,
-    session: AsyncSession,
-    endpoint_id: str,
-    status: str | None,
-    limit: int,
-    cursor: str | None,
-) -> list[DeliveryOut]:
+def list_deliveries(
+    *, endpoint_id: str, status: str | None, limit: int, cursor: str | None
+) -> Unit[list[DeliveryOut]]:
     """An endpoint's deliveries, newest first, older than `cursor` (a delivery id) when given."""
-    query = (
-        _deliveries()
-        .where(Delivery.endpoint_id == endpoint_id)
-        .order_by(Delivery.id.desc())
-        .limit(limit)
+    yield from _endpoint_enabled(endpoint_id)  # its 404
+    params = {"status": status, "cursor": cursor}
+    found = yield units.rows(
+        _pick(_OF_ENDPOINT, params), {**params, "endpoint_id": endpoint_id, "limit": limit}
     )
-    if status is not None:
-        query = query.where(Delivery.status == status)
-    if cursor is not None:
-        query = query.where(Delivery.id < cursor)
-    return [_delivery_out(row) for row in await session.execute(query)]
+    return [_delivery_out(row) for row in found]
 
 
-async def get_delivery(*, session: AsyncSession, delivery_id: str) -> DeliveryDetail:
-    # One statement, so one snapshot: the delivery and its attempts agree (two statements
-    # could see a result recorded in between, on PostgreSQL's read committed).
-    query = (
-        _deliveries()
-        .add_columns(*(getattr(Attempt, name) for name in AttemptOut.model_fields))
-        .outerjoin(Attempt, Attempt.delivery_id == Delivery.id)
-        .where(Delivery.id == delivery_id)
-        .order_by(Attempt.number)
-    )
-    rows = [row._asdict() for row in await session.execute(query)]
+def get_delivery(*, delivery_id: str) -> Unit[DeliveryDetail]:
+    rows = yield units.rows(_WITH_ATTEMPTS, {"id": delivery_id})
     if not rows:
         raise NotFound(f"Delivery '{delivery_id}' not found")
+    names = list(AttemptOut.model_fields)
+    attempts = [dict(zip(names, row[10:], strict=True)) for row in rows if row[10] is not None]
     return DeliveryDetail(
-        **{name: rows[0][name] for name in DeliveryOut.model_fields},
-        attempts=[
-            AttemptOut.model_validate({name: row[name] for name in AttemptOut.model_fields})
-            for row in rows
-            if row["number"] is not None
-        ],
+        **_delivery_out(rows[0]).model_dump(),
+        attempts=[_attempt_out(attempt) for attempt in attempts],
     )
 
 
-async def retry(*, session: AsyncSession, delivery_id: str) -> DeliveryDetail:
+def _attempt_out(columns: dict[str, Any]) -> AttemptOut:
+    return AttemptOut.model_validate(columns | {"started_at": ts_required(columns["started_at"])})
+
+
+def retry(*, delivery_id: str) -> Unit[DeliveryDetail]:
     """Make the delivery due now, whatever its status: the next attempt keeps its webhook-id."""
-    found = await get_delivery(session=session, delivery_id=delivery_id)
-    await _require_enabled(session, found.endpoint_id)
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id)
-        .values(status=PENDING, next_attempt_at=utcnow(), finished_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    session.info[events.WAKE_WORKERS] = True
-    return await get_delivery(session=session, delivery_id=delivery_id)
+    found = yield units.one(_DELIVERY_ENDPOINT, {"id": delivery_id})
+    if found is None:
+        raise NotFound(f"Delivery '{delivery_id}' not found")
+    _require_enabled(found[0], found[1])
+    yield from redelivery.retry_now(delivery_id)
+    return (yield from get_delivery(delivery_id=delivery_id))
 
 
-async def recover(
-    *, session: AsyncSession, endpoint_id: str, since: datetime, until: datetime | None
-) -> int:
+def recover(*, endpoint_id: str, since: datetime, until: datetime | None) -> Unit[int]:
     """Make the endpoint's failed deliveries created in [since, until) due now; how many."""
-    await _require_enabled(session, endpoint_id)
-    # Pings are one-off checks, never sent again.
-    pings = select(Event.id).where(Event.event == events.PING)
-    window = [
-        Delivery.endpoint_id == endpoint_id,
-        Delivery.status == FAILED,
-        Delivery.event_id.not_in(pings),
-    ]
-    window.append(Delivery.created_at >= since)
-    if until is not None:
-        window.append(Delivery.created_at < until)
-    result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-        update(Delivery)
-        .where(*window)
-        .values(status=PENDING, next_attempt_at=utcnow(), finished_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount:
-        session.info[events.WAKE_WORKERS] = True
-    return result.rowcount
+    _require_enabled(endpoint_id, (yield from _endpoint_enabled(endpoint_id)))
+    # Pings are one-off checks: the store never sends them again.
+    requeued: int = yield from redelivery.requeue(endpoint_id=endpoint_id, since=since, until=until)
+    return requeued
 
 
-async def _require_enabled(session: AsyncSession, endpoint_id: str) -> None:
-    enabled = await session.scalar(select(Endpoint.enabled).where(Endpoint.id == endpoint_id))
+def _endpoint_enabled(endpoint_id: str) -> Unit[bool]:
+    enabled = yield units.value(_ENDPOINT_ENABLED, {"id": endpoint_id})
     if enabled is None:
         raise NotFound(f"Webhook '{endpoint_id}' not found")
+    return bool(enabled)
+
+
+def _require_enabled(endpoint_id: str, enabled: Any) -> None:
     if not enabled:
         raise Conflict(
             f"Webhook '{endpoint_id}' is disabled; enable it first"

@@ -1,17 +1,13 @@
 """Publish events into the outbox: the event row and one delivery per subscribed endpoint."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from hookline.delivery.queue import Db
-from hookline.delivery.sender import Outcome
 from hookline.ids import new_id
-from hookline.models import Attempt, Delivery, Endpoint, Event, Subscription, utcnow
+from hookline.models import Delivery, Endpoint, Event, Subscription, utcnow
 from hookline.store import outbox
 from hookline.store.units import Unit
 
@@ -81,49 +77,3 @@ async def publish_in_session(
         )
         session.info[WAKE_WORKERS] = True
     return event_id
-
-
-@dataclass(frozen=True, slots=True)
-class SentDirectly:
-    endpoint_id: str
-    outcome: Outcome
-
-
-async def record_sent(
-    *,
-    session: AsyncSession,
-    event_id: str,
-    event: str,
-    created_at: datetime,
-    data: dict[str, Any],
-    sent: Sequence[SentDirectly],
-) -> list[str]:
-    """Record an event that was sent at once (a ping): one attempt per endpoint, no retries.
-
-    Returns the delivery ids, in the order of `sent`.
-    """
-    await session.execute(
-        insert(Event).values(id=event_id, event=event, payload=data, created_at=created_at)
-    )
-    finished = utcnow()
-    deliveries = []
-    attempts = []
-    for item in sent:
-        delivery_id = new_id("dlv")
-        deliveries.append(
-            {
-                "id": delivery_id,
-                "event_id": event_id,
-                "endpoint_id": item.endpoint_id,
-                "status": "succeeded" if item.outcome.ok else "failed",
-                "attempts_made": 1,
-                "next_attempt_at": None,
-                "created_at": created_at,
-                "finished_at": finished,
-            }
-        )
-        attempts.append({"delivery_id": delivery_id, "number": 1, **item.outcome.as_row()})
-    if deliveries:
-        await session.execute(insert(Delivery), deliveries)
-        await session.execute(insert(Attempt), attempts)
-    return [str(d["id"]) for d in deliveries]
