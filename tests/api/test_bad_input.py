@@ -26,7 +26,6 @@ from fastapi import FastAPI
 from sqlalchemy import delete, select, update
 
 from hookline.config import Settings
-from hookline.delivery.queue import FAILED
 from hookline.models import (
     Attempt,
     Base,
@@ -39,6 +38,7 @@ from hookline.models import (
     User,
     utcnow,
 )
+from hookline.store import Status
 from tests.conftest import TEST_DEFAULTS, _truncate_postgres
 from tests.delivery.helpers import register_user, subscribe
 from tests.support.app import running_app
@@ -102,7 +102,7 @@ class Target:
             failed = await conn.execute(
                 update(Delivery)
                 .where(Delivery.event_id.in_(registered))
-                .values(status=FAILED, next_attempt_at=None, finished_at=utcnow())
+                .values(status=Status.FAILED, next_attempt_at=None, finished_at=utcnow())
             )
             assert failed.rowcount == 3
         self.webhook_id = hook["id"]

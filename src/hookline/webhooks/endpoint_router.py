@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response, status
 
 from hookline.api.auth import ADMIN_ONLY
-from hookline.api.deps import SecretBoxDep, SenderDep, SessionDep, SessionMakerDep
+from hookline.api.deps import DestinationsDep, SecretBoxDep, SenderDep, StoreDep
 from hookline.api.pagination import Cursor, Page, PageLimit, page
 from hookline.api.responses import AUTH
 from hookline.events import log
@@ -33,9 +33,9 @@ _404: dict[int | str, dict[str, Any]] = {404: {"description": "No such webhook"}
 
 
 @router.get("", responses=_404)
-async def get_webhook(endpoint_id: EndpointId, session: SessionDep) -> EndpointOut:
+async def get_webhook(endpoint_id: EndpointId, store: StoreDep) -> EndpointOut:
     """The endpoint, its events and delivery counts by status; never its secret."""
-    return await endpoints.get(session=session, endpoint_id=endpoint_id)
+    return await store.read(endpoints.get(endpoint_id=endpoint_id))
 
 
 @router.patch(
@@ -43,7 +43,7 @@ async def get_webhook(endpoint_id: EndpointId, session: SessionDep) -> EndpointO
     responses={**_404, 409: {"description": "The new URL is taken by another webhook"}},
 )
 async def update_webhook(
-    endpoint_id: EndpointId, patch: EndpointPatch, session: SessionDep, sender: SenderDep
+    endpoint_id: EndpointId, patch: EndpointPatch, store: StoreDep, destinations: DestinationsDep
 ) -> EndpointOut:
     """Change the URL, events, description, custom headers, or enable/disable it.
 
@@ -51,52 +51,48 @@ async def update_webhook(
     its failure clock. Dropping events cancels their pending deliveries.
     """
     return await endpoints.update_endpoint(
-        session=session, sender=sender, endpoint_id=endpoint_id, patch=patch
+        store=store, destinations=destinations, endpoint_id=endpoint_id, patch=patch
     )
 
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT, responses=_404)
-async def delete_webhook(endpoint_id: EndpointId, session: SessionDep) -> Response:
+async def delete_webhook(endpoint_id: EndpointId, store: StoreDep) -> Response:
     """Remove the endpoint: nothing more is sent to it, its deliveries go with it."""
-    await endpoints.remove(session=session, endpoint_id=endpoint_id)
+    await store.write(endpoints.remove(endpoint_id=endpoint_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/secret", responses=_404)
-async def get_secret(endpoint_id: EndpointId, session: SessionDep, box: SecretBoxDep) -> SecretOut:
+async def get_secret(endpoint_id: EndpointId, store: StoreDep, box: SecretBoxDep) -> SecretOut:
     """The `whsec_…` secret that signs what this endpoint gets."""
-    secret = await endpoints.secret(session=session, box=box, endpoint_id=endpoint_id)
-    return SecretOut(secret=secret)
+    return SecretOut(secret=await store.read(endpoints.secret(box=box, endpoint_id=endpoint_id)))
 
 
 @router.post("/secret/rotate", responses=_404)
 async def rotate_secret(
-    endpoint_id: EndpointId, session: SessionDep, box: SecretBoxDep
+    endpoint_id: EndpointId, store: StoreDep, box: SecretBoxDep
 ) -> RotatedSecret:
     """A new secret; for 24 hours both sign every attempt (two `v1,` signatures)."""
-    return await endpoints.rotate_secret(session=session, box=box, endpoint_id=endpoint_id)
+    return await store.write(endpoints.rotate_secret(box=box, endpoint_id=endpoint_id))
 
 
 @router.post("/ping", responses=_404)
-async def ping_webhook(
-    endpoint_id: EndpointId, sessions: SessionMakerDep, sender: SenderDep
-) -> PingAttempt:
+async def ping_webhook(endpoint_id: EndpointId, store: StoreDep, sender: SenderDep) -> PingAttempt:
     """Send one signed `ping` event to this endpoint now and answer with the attempt."""
-    return await endpoints.ping(sessions=sessions, sender=sender, endpoint_id=endpoint_id)
+    return await endpoints.ping(store=store, sender=sender, endpoint_id=endpoint_id)
 
 
 @router.get("/deliveries", responses=_404)
 async def list_deliveries(
     endpoint_id: EndpointId,
-    session: SessionDep,
+    store: StoreDep,
     status: Annotated[DeliveryStatus | None, Query(description="Only these.")] = None,
     limit: PageLimit = 50,
     cursor: Cursor = None,
 ) -> Page[DeliveryOut]:
     """Its deliveries, newest first."""
-    await endpoints.load(session, endpoint_id)
-    found = await log.list_deliveries(
-        session=session, endpoint_id=endpoint_id, status=status, limit=limit + 1, cursor=cursor
+    found = await store.read(
+        log.list_deliveries(endpoint_id=endpoint_id, status=status, limit=limit + 1, cursor=cursor)
     )
     return page(found, limit, lambda d: d.id)
 
@@ -106,9 +102,9 @@ async def list_deliveries(
     status_code=status.HTTP_202_ACCEPTED,
     responses={**_404, 409: {"description": "The webhook is disabled"}},
 )
-async def recover(endpoint_id: EndpointId, body: RecoverIn, session: SessionDep) -> Requeued:
+async def recover(endpoint_id: EndpointId, body: RecoverIn, store: StoreDep) -> Requeued:
     """Send its `failed` deliveries created in [since, until) again, now."""
-    requeued = await log.recover(
-        session=session, endpoint_id=endpoint_id, since=body.since, until=body.until
+    requeued = await store.write(
+        log.recover(endpoint_id=endpoint_id, since=body.since, until=body.until)
     )
     return Requeued(requeued=requeued)

@@ -1,20 +1,21 @@
 """Endpoints by id (CONTRACT §5): read, change, remove, secrets and their rotation, ping."""
 
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from hookline.db import SessionMaker
 from hookline.delivery import signing
 from hookline.delivery.sender import Sender
-from hookline.errors import Conflict, NotFound, Unprocessable
+from hookline.delivery.ssrf import DestinationCheck
+from hookline.errors import AppError, Conflict, NotFound, Unprocessable
 from hookline.events.schemas import AttemptOut
-from hookline.models import Attempt, Delivery, Endpoint, Subscription, utcnow
+from hookline.models import utcnow
 from hookline.secretbox import SecretBox
+from hookline.store import Store, counts, health, units
+from hookline.store.sql import js, sql, ts, ts_required
+from hookline.store.units import Unit
 from hookline.webhooks import headers as custom_headers
-from hookline.webhooks import lifecycle, service, urls
+from hookline.webhooks import service, urls
 from hookline.webhooks.schemas import (
     DeliveryStats,
     EndpointOut,
@@ -27,143 +28,147 @@ ROTATION_OVERLAP = timedelta(hours=24)
 DISABLED_BY_REQUEST = "disabled by request"
 PING_BY_ID_DATA = {"message": "Ping from hookline"}
 
+_ENDPOINT = sql(
+    "SELECT id, url, description, headers, enabled, disabled_reason, disabled_at,"
+    " failing_since, created_at FROM endpoints WHERE id = :id"
+)
+_EVENTS = sql("SELECT event FROM subscriptions WHERE endpoint_id = :id ORDER BY event")
+_SET_URL = sql("UPDATE endpoints SET url = :url WHERE id = :id")
+_SET_DESCRIPTION = sql("UPDATE endpoints SET description = :description WHERE id = :id")
+_SET_HEADERS = sql("UPDATE endpoints SET headers = :headers WHERE id = :id")
+_UNSUBSCRIBE = sql("DELETE FROM subscriptions WHERE endpoint_id = :id AND event {in:events}")
+_SUBSCRIBE = sql(
+    "INSERT INTO subscriptions (endpoint_id, event) VALUES (:id, :event) ON CONFLICT DO NOTHING"
+)
+# Its subscriptions, deliveries and their attempts go with it (ON DELETE CASCADE): an attempt in
+# flight finishes, but its result is dropped.
+_REMOVE = sql("DELETE FROM endpoints WHERE id = :id RETURNING id")
+_SECRET = sql("SELECT secret FROM endpoints WHERE id = :id")
+# SET reads the row as it was: the present secret becomes the old one.
+_ROTATE = sql(
+    "UPDATE endpoints SET old_secret = secret, secret = :secret, old_secret_until = :until"
+    " WHERE id = :id RETURNING id"
+)
 
-async def load(session: AsyncSession, endpoint_id: str) -> Endpoint:
-    endpoint = await session.get(Endpoint, endpoint_id)
-    if endpoint is None:
-        raise NotFound(f"Webhook '{endpoint_id}' not found")
-    return endpoint
+
+def _not_found(endpoint_id: str) -> NotFound:
+    return NotFound(f"Webhook '{endpoint_id}' not found")
 
 
-async def get(*, session: AsyncSession, endpoint_id: str) -> EndpointOut:
-    endpoint = await load(session, endpoint_id)
-    subscribed = await session.execute(
-        select(Subscription.event)
-        .where(Subscription.endpoint_id == endpoint_id)
-        .order_by(Subscription.event)
-    )
-    counts = await session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.endpoint_id == endpoint_id)
-        .group_by(Delivery.status)
-    )
+def _load(endpoint_id: str) -> Unit[Sequence[Any]]:
+    found: Sequence[Any] | None = yield units.one(_ENDPOINT, {"id": endpoint_id})
+    if found is None:
+        raise _not_found(endpoint_id)
+    return found
+
+
+def get(*, endpoint_id: str) -> Unit[EndpointOut]:
+    endpoint = yield from _load(endpoint_id)
+    subscribed = yield units.rows(_EVENTS, {"id": endpoint_id})
+    stats = yield from counts.by_status(endpoint_id)
     return EndpointOut(
-        id=endpoint.id,
-        url=endpoint.url,
-        description=endpoint.description,
-        events=list(subscribed.scalars()),
-        headers=endpoint.headers or {},
-        enabled=endpoint.enabled,
-        disabled_reason=endpoint.disabled_reason,
-        disabled_at=endpoint.disabled_at,
-        failing_since=endpoint.failing_since,
-        created_at=endpoint.created_at,
-        stats=DeliveryStats.model_validate({status: n for status, n in counts}),
+        id=endpoint[0],
+        url=endpoint[1],
+        description=endpoint[2],
+        headers=js(endpoint[3]) or {},
+        enabled=bool(endpoint[4]),
+        disabled_reason=endpoint[5],
+        disabled_at=ts(endpoint[6]),
+        failing_since=ts(endpoint[7]),
+        created_at=ts_required(endpoint[8]),
+        events=[row[0] for row in subscribed],
+        stats=DeliveryStats.model_validate({status.value: n for status, n in stats.items()}),
     )
 
 
 async def update_endpoint(
-    *, session: AsyncSession, sender: Sender, endpoint_id: str, patch: EndpointPatch
+    *, store: Store, destinations: DestinationCheck, endpoint_id: str, patch: EndpointPatch
 ) -> EndpointOut:
     """Apply the fields given; a changed event list cancels what no event covers any more."""
-    endpoint = await load(session, endpoint_id)
+    # Checked before the unit (which cannot wait on DNS), raised in it where it applies.
+    url_refusal = None
+    if patch.url is not None:
+        try:
+            await urls.check_destination(urls.check(patch.url), destinations)
+        except AppError as exc:
+            url_refusal = exc
+    return await store.write(_update(endpoint_id, patch, url_refusal))
+
+
+def _update(
+    endpoint_id: str, patch: EndpointPatch, url_refusal: AppError | None
+) -> Unit[EndpointOut]:
+    endpoint = yield from _load(endpoint_id)
+    url, enabled = endpoint[1], bool(endpoint[4])
     given = patch.model_fields_set
-    if patch.url is not None and patch.url != endpoint.url:
-        url = urls.check(patch.url)
-        await urls.check_destination(url, sender)
-        await _change_url(session, endpoint, url)
+    if patch.url is not None and patch.url != url:
+        if url_refusal is not None:
+            raise url_refusal
+        yield from _change_url(endpoint_id, patch.url)
     if patch.events is not None:
-        await _change_events(session, endpoint, patch.events)
+        yield from _change_events(endpoint_id, patch.events)
     if "description" in given:
-        endpoint.description = patch.description
+        yield units.execute(_SET_DESCRIPTION, {"id": endpoint_id, "description": patch.description})
     if "headers" in given:
         try:
-            endpoint.headers = custom_headers.check(patch.headers or {}) or None
+            headers = custom_headers.check(patch.headers or {}) or None
         except ValueError as exc:
             raise Unprocessable(f"Invalid headers: {exc}") from exc
-    await session.flush()
-    if patch.enabled is True and not endpoint.enabled:
-        await lifecycle.enable(session, endpoint.id)
-    elif patch.enabled is False and endpoint.enabled:
-        await lifecycle.disable(session, [endpoint.id], reason=DISABLED_BY_REQUEST)
-    # The lifecycle changes went around the ORM: read the row again.
-    await session.refresh(endpoint)
-    return await get(session=session, endpoint_id=endpoint_id)
+        yield units.execute(_SET_HEADERS, {"id": endpoint_id, "headers": headers})
+    if patch.enabled is True and not enabled:
+        yield from health.enable(endpoint_id)
+    elif patch.enabled is False and enabled:
+        yield from health.disable([endpoint_id], reason=DISABLED_BY_REQUEST)
+    return (yield from get(endpoint_id=endpoint_id))
 
 
-async def _change_url(session: AsyncSession, endpoint: Endpoint, url: str) -> None:
-    conflict = Conflict(f"Webhook URL '{url}' already exists")
-    taken = await session.scalar(select(Endpoint.id).where(Endpoint.url == url))
-    if taken is not None:
-        raise conflict
+def _change_url(endpoint_id: str, url: str) -> Unit[None]:
     try:
-        async with session.begin_nested():
-            endpoint.url = url
-    except IntegrityError as exc:  # taken by a concurrent request in between
-        raise conflict from exc
+        # Guarded: the unique index refuses a URL taken, by a concurrent request too.
+        yield units.execute(_SET_URL, {"id": endpoint_id, "url": url}, guarded=True)
+    except units.IntegrityError as exc:
+        raise Conflict(f"Webhook URL '{url}' already exists") from exc
 
 
-async def _change_events(session: AsyncSession, endpoint: Endpoint, names: list[str]) -> None:
+def _change_events(endpoint_id: str, names: list[str]) -> Unit[None]:
     wanted = {service.subscribable_event(name) for name in names}
-    present = set(
-        (
-            await session.execute(
-                select(Subscription.event).where(Subscription.endpoint_id == endpoint.id)
-            )
-        ).scalars()
-    )
+    present = {row[0] for row in (yield units.rows(_EVENTS, {"id": endpoint_id}))}
     if present - wanted:
-        await session.execute(
-            delete(Subscription).where(
-                Subscription.endpoint_id == endpoint.id,
-                Subscription.event.in_(present - wanted),
-            )
-        )
-    for name in sorted(wanted - present):
-        session.add(Subscription(endpoint_id=endpoint.id, event=name))
-    await session.flush()
-    await service.cancel_uncovered(session, endpoint.id)
+        yield units.execute(_UNSUBSCRIBE, {"id": endpoint_id, "events": sorted(present - wanted)})
+    if wanted - present:
+        added = ({"id": endpoint_id, "event": name} for name in sorted(wanted - present))
+        yield units.execute_many(_SUBSCRIBE, added)
+    yield from service.cancel_uncovered(endpoint_id)
 
 
-async def remove(*, session: AsyncSession, endpoint_id: str) -> None:
-    """Delete the endpoint with its subscriptions, deliveries and their attempts.
-
-    An attempt in flight finishes, but its result is dropped (its delivery is gone).
-    """
-    await load(session, endpoint_id)
-    of_endpoint = select(Delivery.id).where(Delivery.endpoint_id == endpoint_id)
-    await session.execute(delete(Attempt).where(Attempt.delivery_id.in_(of_endpoint)))
-    await session.execute(delete(Delivery).where(Delivery.endpoint_id == endpoint_id))
-    await session.execute(delete(Subscription).where(Subscription.endpoint_id == endpoint_id))
-    await session.execute(delete(Endpoint).where(Endpoint.id == endpoint_id))
+def remove(*, endpoint_id: str) -> Unit[None]:
+    """Delete the endpoint with its subscriptions, deliveries and their attempts."""
+    if (yield units.value(_REMOVE, {"id": endpoint_id})) is None:
+        raise _not_found(endpoint_id)
 
 
-async def secret(*, session: AsyncSession, box: SecretBox, endpoint_id: str) -> str:
-    return box.open((await load(session, endpoint_id)).secret)
+def secret(*, box: SecretBox, endpoint_id: str) -> Unit[str]:
+    sealed = yield units.value(_SECRET, {"id": endpoint_id})
+    if sealed is None:
+        raise _not_found(endpoint_id)
+    return box.open(sealed)
 
 
-async def rotate_secret(
-    *, session: AsyncSession, box: SecretBox, endpoint_id: str
-) -> RotatedSecret:
+def rotate_secret(*, box: SecretBox, endpoint_id: str) -> Unit[RotatedSecret]:
     """A new secret; the present one keeps signing beside it for 24 hours."""
-    endpoint = await load(session, endpoint_id)
     until = utcnow() + ROTATION_OVERLAP
     new_secret = signing.generate_secret()
-    await session.execute(
-        update(Endpoint)
-        .where(Endpoint.id == endpoint_id)
-        .values(secret=box.seal(new_secret), old_secret=endpoint.secret, old_secret_until=until)
-        .execution_options(synchronize_session=False)
-    )
+    params = {"id": endpoint_id, "secret": box.seal(new_secret), "until": until}
+    if (yield units.value(_ROTATE, params)) is None:
+        raise _not_found(endpoint_id)
     return RotatedSecret(secret=new_secret, previous_valid_until=until)
 
 
-async def ping(*, sessions: SessionMaker, sender: Sender, endpoint_id: str) -> PingAttempt:
+async def ping(*, store: Store, sender: Sender, endpoint_id: str) -> PingAttempt:
     """Send one `ping` event to this endpoint now (enabled or not) and answer with the attempt."""
-    async with sessions.begin() as session:
-        target = service.PingTarget.of(await load(session, endpoint_id))
+    target = await store.read(_target(endpoint_id))
     sent = await service.send_pings(
-        sessions=sessions, sender=sender, targets=[target], data=PING_BY_ID_DATA
+        store=store, sender=sender, targets=[target], data=PING_BY_ID_DATA
     )
     [outcome], [delivery_id] = sent.outcomes, sent.delivery_ids
     return PingAttempt(
@@ -172,3 +177,10 @@ async def ping(*, sessions: SessionMaker, sender: Sender, endpoint_id: str) -> P
         payload=sent.payload,
         attempt=AttemptOut(number=1, **outcome.as_row()),
     )
+
+
+def _target(endpoint_id: str) -> Unit[service.PingTarget]:
+    found = yield units.one(service.TARGET, {"id": endpoint_id})
+    if found is None:
+        raise _not_found(endpoint_id)
+    return service.PingTarget.of(found)

@@ -3,16 +3,15 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
-from fastapi.responses import JSONResponse
 
 from hookline.api import idempotency
 from hookline.api.auth import ADMIN_ONLY
 from hookline.api.deps import (
+    DestinationsDep,
     SecretBoxDep,
     SenderDep,
-    SessionDep,
-    SessionMakerDep,
     SettingsDep,
+    StoreDep,
 )
 from hookline.api.idempotency import IdempotencyKeyHeader
 from hookline.api.responses import AUTH
@@ -40,41 +39,36 @@ _404: dict[int | str, dict[str, Any]] = {
 )
 async def register_webhook(
     body: WebhookIn,
-    session: SessionDep,
+    store: StoreDep,
     settings: SettingsDep,
-    sender: SenderDep,
+    destinations: DestinationsDep,
     box: SecretBoxDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> WebhookRegistered | JSONResponse:
+) -> WebhookRegistered:
     """Subscribe a URL to an event; the answer carries the endpoint's signing secret."""
-    scope = "POST /webhook"
-
-    replayed = await idempotency.replay(
-        session=session,
-        scope=scope,
-        key=idempotency_key,
-        request=body,
-        restore=service.with_secret(session, box),
-    )
-    if replayed is not None:
-        return replayed
-    registered = await service.register(
-        session=session,
-        sender=sender,
+    registration = await service.registration(
+        destinations=destinations,
         box=box,
         event=body.event,
         url=body.url,
         ping_new=settings.ping_on_create,
     )
-    await idempotency.remember(
-        session=session,
-        scope=scope,
-        key=idempotency_key,
-        request=body,
-        status_code=status.HTTP_201_CREATED,
-        response=registered.model_dump(mode="json", exclude={"secret"}),
+    return await store.write(
+        idempotency.once(
+            scope="POST /webhook",
+            key=idempotency_key,
+            request=body,
+            work=registration,
+            status_code=status.HTTP_201_CREATED,
+            remember=_remembered_registration,
+            restore=service.with_secret(box),
+        )
     )
-    return registered
+
+
+def _remembered_registration(registered: WebhookRegistered) -> dict[str, Any]:
+    # Secrets are not stored with answers: a replay reads the endpoint's own.
+    return registered.model_dump(mode="json", exclude={"secret"})
 
 
 @router.delete(
@@ -82,28 +76,24 @@ async def register_webhook(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "Unknown event or URL"}},
 )
-async def remove_webhook(body: WebhookIn, session: SessionDep) -> Response:
+async def remove_webhook(body: WebhookIn, store: StoreDep) -> Response:
     """Unsubscribe a URL from an event; its pending deliveries of that event are cancelled."""
-    await service.unregister(session=session, event=body.event, url=body.url)
+    await store.write(service.unregister(event=body.event, url=body.url))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/webhooks", responses=_404)
-async def list_webhooks(session: SessionDep, event_filter: EventFilter = None) -> WebhookList:
+async def list_webhooks(store: StoreDep, event_filter: EventFilter = None) -> WebhookList:
     """Every event with its subscribed URLs."""
-    return WebhookList(
-        webhooks=await service.urls_by_event(session=session, event_filter=event_filter)
-    )
+    return WebhookList(webhooks=await store.read(service.urls_by_event(event_filter=event_filter)))
 
 
 @router.post("/ping", responses=_404, response_model_exclude_none=True)
 async def ping_webhooks(
-    sessions: SessionMakerDep,
+    store: StoreDep,
     sender: SenderDep,
     event_filter: EventFilter = None,
     data: Annotated[dict[str, Any] | None, Body()] = None,
 ) -> PingReport:
     """Send a signed `ping` to every subscribed URL now and report who answered 2xx."""
-    return await service.ping(
-        sessions=sessions, sender=sender, event_filter=event_filter, data=data
-    )
+    return await service.ping(store=store, sender=sender, event_filter=event_filter, data=data)

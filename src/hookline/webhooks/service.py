@@ -1,28 +1,52 @@
 """Endpoints and their subscriptions, as the original service's per-event URL lists see them."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from hookline.db import SessionMaker
 from hookline.delivery import envelope, signing
 from hookline.delivery.sender import Outcome, Sender
-from hookline.errors import Conflict, NotFound, Unprocessable
+from hookline.delivery.ssrf import DestinationCheck
+from hookline.errors import AppError, Conflict, NotFound, Unprocessable
 from hookline.events import service as events
 from hookline.ids import new_id
-from hookline.models import Delivery, Endpoint, Event, Subscription, utcnow
-from hookline.secretbox import SEALED_PREFIX, SecretBox
+from hookline.models import utcnow
+from hookline.secretbox import SecretBox
+from hookline.store import Store, outbox, redelivery, units
+from hookline.store.sql import js, sql, ts
+from hookline.store.units import Unit
 from hookline.webhooks import urls
 from hookline.webhooks.schemas import EventUrls, PingEntry, PingReport, WebhookRegistered
 
 DEFAULT_PING_DATA = {"message": "Ping from User Notification Webhook Service"}
 CREATED_PING_MESSAGE = "Webhook endpoint created"
 LISTED_EVENTS = (*events.SUBSCRIBABLE, events.WILDCARD)
+
+# The unique indexes (endpoints.url; subscriptions' endpoint and event) are the checks: a URL
+# or subscription that a concurrent request added first comes back as nothing, not an error.
+_ADD_ENDPOINT = sql(
+    "INSERT INTO endpoints (id, url, secret, enabled, created_at)"
+    " VALUES (:id, :url, :secret, TRUE, :created_at) ON CONFLICT DO NOTHING RETURNING id"
+)
+_ENDPOINT_BY_URL = sql("SELECT id, secret FROM endpoints WHERE url = :url")
+_SUBSCRIBE = sql(
+    "INSERT INTO subscriptions (endpoint_id, event) VALUES (:endpoint_id, :event)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+)
+_UNSUBSCRIBE = sql(
+    "DELETE FROM subscriptions WHERE event = :event"
+    " AND endpoint_id = (SELECT id FROM endpoints WHERE url = :url) RETURNING endpoint_id"
+)
+_EVENTS_OF = sql("SELECT event FROM subscriptions WHERE endpoint_id = :endpoint_id")
+_LISTING = sql(
+    "SELECT s.event, e.url FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id"
+    " ORDER BY s.event, e.created_at, e.id"
+)
+_TARGET_COLUMNS = "id, url, secret, old_secret, old_secret_until, headers"
+_TARGETS = sql(f"SELECT {_TARGET_COLUMNS} FROM endpoints WHERE url {{in:urls}}")
+TARGET = sql(f"SELECT {_TARGET_COLUMNS} FROM endpoints WHERE id = :id")
+_SECRET = sql("SELECT secret FROM endpoints WHERE id = :id")
 
 
 def subscribable_event(name: str) -> str:
@@ -33,137 +57,134 @@ def subscribable_event(name: str) -> str:
     return canonical
 
 
-async def register(
-    *,
-    session: AsyncSession,
-    sender: Sender,
-    box: SecretBox,
-    event: str,
-    url: str,
-    ping_new: bool = False,
-) -> WebhookRegistered:
-    """Subscribe `url` to `event`; one endpoint (id, secret) per URL whatever its events.
+async def checked(*, destinations: DestinationCheck, event: str, url: str) -> tuple[str, str]:
+    """The event's canonical name and the URL, if the URL may be subscribed to it."""
+    event = subscribable_event(event)
+    url = urls.check(url)
+    await urls.check_destination(url, destinations)
+    return event, url
+
+
+async def registration(
+    *, destinations: DestinationCheck, box: SecretBox, event: str, url: str, ping_new: bool
+) -> Unit[WebhookRegistered]:
+    """The unit that subscribes `url` to `event`, checked first (a unit cannot wait on DNS).
+
+    A refusal is raised when the unit runs, so that it comes where it always came: after an
+    idempotent replay, which wins.
+    """
+    try:
+        event, url = await checked(destinations=destinations, event=event, url=url)
+    except AppError as exc:
+        return _refused(exc)
+    return register(box=box, event=event, url=url, ping_new=ping_new)
+
+
+def _refused(error: AppError) -> Unit[Any]:
+    raise error
+    yield  # pragma: no cover - makes this a unit
+
+
+def register(
+    *, box: SecretBox, event: str, url: str, ping_new: bool = False
+) -> Unit[WebhookRegistered]:
+    """Subscribe `url` to `event` (both checked); one endpoint (id, secret) per URL whatever
+    its events.
 
     With `ping_new`, an endpoint created for this URL gets a `ping` event (through the outbox).
     """
-    event = subscribable_event(event)
-    url = urls.check(url)
-    await urls.check_destination(url, sender)
-    endpoint = await _endpoint_by_url(session, url)
-    if endpoint is None:
-        endpoint, created = await _create_endpoint(session, box, url)
-        if created and ping_new:
-            data = {"message": CREATED_PING_MESSAGE, "webhook_id": endpoint.id, "url": url}
-            await events.publish_in_session(
-                session=session, event=events.PING, data=data, to=[endpoint.id]
-            )
-    conflict = Conflict(f"Webhook URL '{url}' already exists for event '{event}'")
-    if await _subscription(session, endpoint.id, event) is not None:
-        raise conflict
-    try:
-        async with session.begin_nested():
-            session.add(Subscription(endpoint_id=endpoint.id, event=event))
-    except IntegrityError as exc:  # subscribed by a concurrent request in between
-        raise conflict from exc
+    secret = box.seal(signing.generate_secret())
+    new = {"id": new_id("wh"), "url": url, "secret": secret, "created_at": utcnow()}
+    endpoint_id = yield units.value(_ADD_ENDPOINT, new)
+    if endpoint_id is None:  # the URL has its endpoint (maybe a concurrent request's, now)
+        found = yield units.one(_ENDPOINT_BY_URL, {"url": url})
+        if found is None:  # pragma: no cover - deleted by another request in between
+            raise Conflict(f"Webhook URL '{url}' was removed while it was registered; retry")
+        endpoint_id, secret = found[0], found[1]
+    elif ping_new:
+        data = {"message": CREATED_PING_MESSAGE, "webhook_id": endpoint_id, "url": url}
+        yield from events.publish(event=events.PING, data=data, to=[endpoint_id])
+    subscribed = yield units.value(_SUBSCRIBE, {"endpoint_id": endpoint_id, "event": event})
+    if subscribed is None:
+        raise Conflict(f"Webhook URL '{url}' already exists for event '{event}'")
     return WebhookRegistered(
         message="Webhook registered successfully",
         url=url,
         event=event,
-        id=endpoint.id,
-        secret=box.open(endpoint.secret),
+        id=endpoint_id,
+        secret=box.open(secret),
     )
 
 
-async def _create_endpoint(
-    session: AsyncSession, box: SecretBox, url: str
-) -> tuple[Endpoint, bool]:
-    """A new endpoint for `url` (True), or the one a concurrent request created in between."""
-    endpoint = Endpoint(
-        id=new_id("wh"), url=url, secret=box.seal(signing.generate_secret()), created_at=utcnow()
-    )
-    try:
-        async with session.begin_nested():
-            session.add(endpoint)
-    except IntegrityError:
-        existing = await _endpoint_by_url(session, url)
-        if existing is None:
-            raise
-        return existing, False
-    return endpoint, True
-
-
-async def unregister(*, session: AsyncSession, event: str, url: str) -> None:
+def unregister(*, event: str, url: str) -> Unit[None]:
     """Unsubscribe `url` from `event` and cancel what was still pending for it."""
     event = subscribable_event(event)
-    endpoint = await _endpoint_by_url(session, urls.check(url.strip()))
-    subscription = None if endpoint is None else await _subscription(session, endpoint.id, event)
-    if endpoint is None or subscription is None:
+    params = {"event": event, "url": urls.check(url.strip())}
+    endpoint_id = yield units.value(_UNSUBSCRIBE, params)
+    if endpoint_id is None:
         raise NotFound(f"Webhook URL '{url}' not found for event '{event}'")
-    await session.execute(delete(Subscription).where(Subscription.id == subscription.id))
-    await cancel_uncovered(session, endpoint.id)
+    yield from cancel_uncovered(endpoint_id)
 
 
-async def cancel_uncovered(session: AsyncSession, endpoint_id: str) -> None:
+def cancel_uncovered(endpoint_id: str) -> Unit[None]:
     """Cancel the endpoint's pending deliveries of events none of its subscriptions covers."""
-    remaining = set(
-        (
-            await session.execute(
-                select(Subscription.event).where(Subscription.endpoint_id == endpoint_id)
-            )
-        ).scalars()
-    )
-    if events.WILDCARD in remaining:
-        return
-    await session.execute(
-        update(Delivery)
-        .where(
-            Delivery.endpoint_id == endpoint_id,
-            Delivery.status == "pending",
-            Delivery.event_id.in_(select(Event.id).where(Event.event.not_in(remaining))),
-        )
-        .values(status="cancelled", next_attempt_at=None, finished_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    remaining = {row[0] for row in (yield units.rows(_EVENTS_OF, {"endpoint_id": endpoint_id}))}
+    if events.WILDCARD not in remaining:
+        yield from redelivery.cancel_uncovered(endpoint_id, remaining)
 
 
-async def urls_by_event(*, session: AsyncSession, event_filter: str | None) -> list[EventUrls]:
+def urls_by_event(*, event_filter: str | None) -> Unit[list[EventUrls]]:
     """Every subscribable event with its URLs (empty ones too), or the one asked for."""
-    rows = await session.execute(
-        select(Subscription.event, Endpoint.url)
-        .join(Endpoint, Endpoint.id == Subscription.endpoint_id)
-        .order_by(Subscription.event, Endpoint.created_at, Endpoint.id)
-    )
+    wanted = None
+    if event_filter is not None:
+        wanted = event_filter.strip().lower()
+        if wanted not in LISTED_EVENTS:
+            raise NotFound(f"Event '{event_filter}' not found.")
     by_event: dict[str, list[str]] = {name: [] for name in events.SUBSCRIBABLE}
-    for event, url in rows:
+    for event, url in (yield units.rows(_LISTING)):
         by_event.setdefault(event, []).append(url)
-    if event_filter is None:
+    if wanted is None:
         return [EventUrls(event=e, urls=u) for e, u in by_event.items()]
-    wanted = event_filter.strip().lower()
-    if wanted not in LISTED_EVENTS:
-        raise NotFound(f"Event '{event_filter}' not found.")
     if not by_event.get(wanted):
         raise NotFound(f"Event '{event_filter}' has no registered URLs.")
     return [EventUrls(event=wanted, urls=by_event[wanted])]
+
+
+def with_secret(box: SecretBox) -> Callable[[dict[str, Any]], Unit[dict[str, Any]]]:
+    """For an idempotent replay of a registration: put the endpoint's secret back into the
+    stored answer (secrets are not stored with answers)."""
+
+    def restore(stored: dict[str, Any]) -> Unit[dict[str, Any]]:
+        secret = yield units.value(_SECRET, {"id": stored["id"]})
+        if secret is None:
+            raise Conflict(
+                f"The webhook '{stored['id']}' this Idempotency-Key registered no longer exists"
+            )
+        return stored | {"secret": box.open(secret)}
+
+    return restore
+
+
+# Pings: sent at once, concurrently, then recorded as finished deliveries.
 
 
 @dataclass(frozen=True, slots=True)
 class PingTarget:
     endpoint_id: str
     url: str
-    secrets: tuple[str, ...]
+    secrets: tuple[str, ...]  # sealed, as stored
     headers: dict[str, str] | None
 
     @classmethod
-    def of(cls, endpoint: Endpoint) -> "PingTarget":
-        return cls(endpoint.id, endpoint.url, signing_secrets(endpoint), endpoint.headers)
-
-
-def signing_secrets(endpoint: Endpoint) -> tuple[str, ...]:
-    """The secrets that sign for the endpoint now: during a rotation the old one too."""
-    until = endpoint.old_secret_until
-    if endpoint.old_secret is not None and until is not None and until > utcnow():
-        return (endpoint.secret, endpoint.old_secret)
-    return (endpoint.secret,)
+    def of(cls, row: Sequence[Any]) -> "PingTarget":
+        """From a row of `TARGET`'s columns."""
+        endpoint_id, url, secret, old_secret, old_secret_until, headers = row
+        secrets: tuple[str, ...] = (secret,)
+        until = ts(old_secret_until)
+        # During a rotation the old secret signs beside the new one.
+        if old_secret is not None and until is not None and until > utcnow():
+            secrets = (secret, old_secret)
+        return cls(endpoint_id, url, secrets, js(headers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +195,12 @@ class PingsSent:
 
 
 async def send_pings(
-    *, sessions: SessionMaker, sender: Sender, targets: list[PingTarget], data: dict[str, Any]
+    *, store: Store, sender: Sender, targets: list[PingTarget], data: dict[str, Any]
 ) -> PingsSent:
-    """Send one `ping` event to every target concurrently and record it as delivered."""
+    """Send one `ping` event to every target concurrently, then record it as delivered.
+
+    No transaction stays open while receivers take up to the delivery timeout.
+    """
     event_id, created_at = new_id("evt"), utcnow()
     body = envelope.render(event_id=event_id, event=events.PING, created_at=created_at, data=data)
     outcomes = await asyncio.gather(
@@ -185,18 +209,15 @@ async def send_pings(
             for t in targets
         )
     )
-    async with sessions.begin() as session:
-        delivery_ids = await events.record_sent(
-            session=session,
+    delivery_ids = await store.write(
+        outbox.record_sent(
             event_id=event_id,
             event=events.PING,
             created_at=created_at,
             data=data,
-            sent=[
-                events.SentDirectly(t.endpoint_id, o)
-                for t, o in zip(targets, outcomes, strict=True)
-            ],
+            sent=[(t.endpoint_id, o.as_row()) for t, o in zip(targets, outcomes, strict=True)],
         )
+    )
     payload = {
         "id": event_id,
         "event": events.PING,
@@ -207,35 +228,33 @@ async def send_pings(
 
 
 async def ping(
-    *,
-    sessions: SessionMaker,
-    sender: Sender,
-    event_filter: str | None,
-    data: dict[str, Any] | None,
+    *, store: Store, sender: Sender, event_filter: str | None, data: dict[str, Any] | None
 ) -> PingReport:
-    """Send one signed `ping` to every endpoint concurrently; report per (event, url) pair.
-
-    It owns two short transactions instead of taking the request's: none may stay open while
-    receivers take up to the delivery timeout (on SQLite it would hold the write lock).
-    """
+    """Send one signed `ping` to every endpoint concurrently; report per (event, url) pair."""
     if data is not None:
         try:
             envelope.check_data(data)
         except ValueError as exc:
             raise Unprocessable(str(exc)) from exc
-    async with sessions.begin() as session:
-        listed = await urls_by_event(session=session, event_filter=event_filter)
-        pairs = [(entry.event, url) for entry in listed for url in entry.urls]
-        query = select(Endpoint).where(Endpoint.url.in_({u for _, u in pairs}))
-        targets = [PingTarget.of(e) for e in (await session.execute(query)).scalars()]
+    pairs, targets = await store.read(_ping_targets(event_filter))
     sent = await send_pings(
-        sessions=sessions,
+        store=store,
         sender=sender,
         targets=targets,
         data=DEFAULT_PING_DATA if data is None else data,
     )
     by_url = {t.url: o for t, o in zip(targets, sent.outcomes, strict=True)}
     return _report(pairs, by_url, sent.payload)
+
+
+def _ping_targets(
+    event_filter: str | None,
+) -> Unit[tuple[list[tuple[str, str]], list[PingTarget]]]:
+    """The (event, url) pairs to report on, and the endpoints behind them (one per URL)."""
+    listed = yield from urls_by_event(event_filter=event_filter)
+    pairs = [(entry.event, url) for entry in listed for url in entry.urls]
+    found = yield units.rows(_TARGETS, {"urls": sorted({url for _, url in pairs})})
+    return pairs, [PingTarget.of(row) for row in found]
 
 
 def _report(
@@ -262,65 +281,3 @@ def _report(
         failed_webhooks=failed,
         message=f"Pinged {len(pairs)} webhook(s): {len(ok)} succeeded, {len(failed)} failed",
     )
-
-
-async def _endpoint_by_url(session: AsyncSession, url: str) -> Endpoint | None:
-    query = select(Endpoint).where(Endpoint.url == url)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def _subscription(session: AsyncSession, endpoint_id: str, event: str) -> Subscription | None:
-    query = select(Subscription).where(
-        Subscription.endpoint_id == endpoint_id, Subscription.event == event
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-def with_secret(
-    session: AsyncSession, box: SecretBox
-) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
-    """For an idempotent replay of a registration: put the endpoint's secret back into the
-    stored answer (secrets are not stored with answers)."""
-
-    async def restore(stored: dict[str, Any]) -> dict[str, Any]:
-        query = select(Endpoint.secret).where(Endpoint.id == stored["id"])
-        secret = (await session.execute(query)).scalar_one_or_none()
-        if secret is None:
-            raise Conflict(
-                f"The webhook '{stored['id']}' this Idempotency-Key registered no longer exists"
-            )
-        return stored | {"secret": box.open(secret)}
-
-    return restore
-
-
-async def reseal_secrets(session: AsyncSession, box: SecretBox, *, every: bool) -> int:
-    """Seal the secrets stored in plain text (from before sealing), or with `every`, re-seal
-    every secret with the first key (after a key rotation). Returns how many changed."""
-    rows = await session.execute(select(Endpoint.id, Endpoint.secret, Endpoint.old_secret))
-    changed = 0
-    for endpoint_id, secret, old_secret in rows.all():
-        values: dict[str, str] = {}
-        if every or not secret.startswith(SEALED_PREFIX):
-            values["secret"] = box.reseal(secret)
-        if old_secret is not None and (every or not old_secret.startswith(SEALED_PREFIX)):
-            values["old_secret"] = box.reseal(old_secret)
-        if values:
-            await session.execute(
-                update(Endpoint).where(Endpoint.id == endpoint_id).values(**values)
-            )
-            changed += 1
-    return changed
-
-
-async def check_secret_key(session: AsyncSession, box: SecretBox) -> None:
-    """Raise SecretKeyError at start when the key does not open the stored secrets, rather
-    than on the first signature (the newest endpoint's secret stands for all)."""
-    newest = await session.scalar(
-        select(Endpoint.secret)
-        .where(Endpoint.secret.startswith(SEALED_PREFIX))
-        .order_by(Endpoint.id.desc())
-        .limit(1)
-    )
-    if newest is not None:
-        box.open(newest)
