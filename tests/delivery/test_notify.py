@@ -14,10 +14,10 @@ from hookline.config import Settings
 from hookline.delivery import notify
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
+from hookline.store import open_store
 from tests.conftest import TEST_DEFAULTS, _pg_dsn
 from tests.delivery.helpers import register_user, subscribe, wait_until
 from tests.support.app import running_app
-from tests.support.db import inspection_engine as create_engine
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.postgres
@@ -38,12 +38,12 @@ def pg_settings(url: str, tmp_path: Any, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def separate_worker(settings: Settings) -> AsyncIterator[Worker]:
-    """A worker with its own engine and sender, as in another process: nothing in-process
-    can wake it."""
-    engine = create_engine(settings)
+    """A worker with its own store and sender, as in another process: nothing in-process can
+    wake it."""
+    store = open_store(settings)
     sender = Sender.from_settings(settings, box=secretbox.load(settings))
     await sender.start()
-    worker = Worker(settings=settings, engine=engine, sender=sender)
+    worker = Worker(settings=settings, store=store, sender=sender)
     task = asyncio.create_task(worker.run())
     try:
         yield worker
@@ -51,7 +51,7 @@ async def separate_worker(settings: Settings) -> AsyncIterator[Worker]:
         worker.stop()
         await task
         await sender.close()
-        await engine.dispose()
+        await store.close()
 
 
 async def listeners(url: str) -> int:

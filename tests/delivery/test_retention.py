@@ -2,8 +2,9 @@
 
 import asyncio
 import logging
+import shutil
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,13 +12,13 @@ import pytest
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from hookline import migrate
 from hookline.config import Settings
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
-from hookline.events import retention
 from hookline.ids import new_id
 from hookline.models import Attempt, Delivery, Endpoint, Event, IdempotencyKey, utcnow
+from hookline.store import Store, open_store, prune
+from hookline.store.units import Unit
 from tests.delivery.helpers import wait_until
 from tests.support.db import inspection_engine as create_engine
 
@@ -28,12 +29,33 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 @pytest.fixture
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """For arranging and inspecting rows; hookline prunes through its store."""
     engine = create_engine(settings)
-    await migrate.upgrade_engine(engine)
     try:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    opened = open_store(settings)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def counting(batches: list[int]) -> Callable[..., Unit[int]]:
+    """prune.prune_batch, noting how many events each batch pruned."""
+    prune_batch = prune.prune_batch
+
+    def counted(*, before: datetime, batch_size: int) -> Unit[int]:
+        pruned = yield from prune_batch(before=before, batch_size=batch_size)
+        batches.append(pruned)
+        return pruned
+
+    return counted
 
 
 async def add_endpoint(conn: AsyncConnection) -> str:
@@ -121,7 +143,7 @@ async def contents(engine: AsyncEngine) -> dict[str, tuple[int, int]]:
 
 
 async def test_old_finished_events_go_with_their_deliveries_and_attempts(
-    engine: AsyncEngine,
+    engine: AsyncEngine, store: Store
 ) -> None:
     async with engine.begin() as conn:
         endpoint = await add_endpoint(conn)
@@ -133,21 +155,22 @@ async def test_old_finished_events_go_with_their_deliveries_and_attempts(
             await add_event(conn, endpoint, age=RECENT, statuses=FINISHED),
         ]
 
-    pruned = await retention.prune(engine, before=utcnow() - timedelta(days=30))
+    pruned = await prune.prune(store, before=utcnow() - timedelta(days=30))
 
     assert pruned == len(gone)
     assert await contents(engine) == {recent[0]: (1, 2), recent[1]: (3, 6)}
 
 
-async def test_old_event_with_a_pending_delivery_is_kept_whole(engine: AsyncEngine) -> None:
+async def test_old_event_with_a_pending_delivery_is_kept_whole(
+    engine: AsyncEngine, store: Store
+) -> None:
     async with engine.begin() as conn:
         endpoint = await add_endpoint(conn)
         # A failed delivery retried by hand is pending again, next to its finished siblings.
         retried = await add_event(conn, endpoint, age=OLD, statuses=("pending", *FINISHED))
         finished = await add_event(conn, endpoint, age=OLD, statuses=FINISHED)
 
-    async with engine.begin() as conn:
-        pruned = await retention.prune_batch(conn, before=utcnow() - OLD / 2, batch_size=10)
+    pruned = await store.write(prune.prune_batch(before=utcnow() - OLD / 2, batch_size=10))
 
     assert pruned == 1
     left = await contents(engine)
@@ -160,7 +183,8 @@ async def test_delivery_set_pending_while_a_batch_runs_keeps_its_event(
     empty_postgres: str, tmp_path: Path
 ) -> None:
     """PostgreSQL: the batch locks the deliveries it found, then reads their status again."""
-    engine = create_engine(Settings(_env_file=None, data_dir=tmp_path, database_url=empty_postgres))
+    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=empty_postgres)
+    engine, store = create_engine(settings), open_store(settings)
     try:
         async with engine.begin() as conn:
             endpoint = await add_endpoint(conn)
@@ -171,12 +195,13 @@ async def test_delivery_set_pending_while_a_batch_runs_keeps_its_event(
                 update(Delivery).where(Delivery.event_id == retried).values(status="pending")
             )
             # The batch picks `retried` as finished, then waits on the row the retry holds.
-            batch = asyncio.create_task(prune_one_batch(engine))
+            batch = asyncio.create_task(prune_one_batch(store))
             await wait_for_a_lock_wait(engine)
             await retry.commit()
             pruned = await batch
         left = await contents(engine)
     finally:
+        await store.close()
         await engine.dispose()
 
     assert pruned == 1
@@ -184,9 +209,8 @@ async def test_delivery_set_pending_while_a_batch_runs_keeps_its_event(
     assert finished not in left
 
 
-async def prune_one_batch(engine: AsyncEngine) -> int:
-    async with engine.begin() as conn:
-        return await retention.prune_batch(conn, before=utcnow() - OLD / 2, batch_size=10)
+async def prune_one_batch(store: Store) -> int:
+    return await store.write(prune.prune_batch(before=utcnow() - OLD / 2, batch_size=10))
 
 
 async def wait_for_a_lock_wait(engine: AsyncEngine) -> None:
@@ -199,35 +223,30 @@ async def wait_for_a_lock_wait(engine: AsyncEngine) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_events_created_at_or_after_the_cutoff_are_kept(engine: AsyncEngine) -> None:
+async def test_events_created_at_or_after_the_cutoff_are_kept(
+    engine: AsyncEngine, store: Store
+) -> None:
     async with engine.begin() as conn:
         endpoint = await add_endpoint(conn)
         [event_id] = await add_events(conn, endpoint, count=1, age=OLD, statuses=FINISHED)
         created = await conn.scalar(select(Event.created_at).where(Event.id == event_id))
     assert created is not None
 
-    assert await retention.prune(engine, before=created) == 0
-    assert await retention.prune(engine, before=created + timedelta(microseconds=1)) == 1
+    assert await prune.prune(store, before=created) == 0
+    assert await prune.prune(store, before=created + timedelta(microseconds=1)) == 1
 
 
 async def test_prune_goes_batch_by_batch_until_a_batch_comes_up_short(
-    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with engine.begin() as conn:
         endpoint = await add_endpoint(conn)
         await add_events(conn, endpoint, count=10, age=OLD, statuses=("succeeded",))
         recent = await add_event(conn, endpoint, age=RECENT, statuses=("succeeded",))
     batches: list[int] = []
-    prune_batch = retention.prune_batch
+    monkeypatch.setattr(prune, "prune_batch", counting(batches))
 
-    async def counted(conn: AsyncConnection, *, before: datetime, batch_size: int) -> int:
-        pruned = await prune_batch(conn, before=before, batch_size=batch_size)
-        batches.append(pruned)
-        return pruned
-
-    monkeypatch.setattr(retention, "prune_batch", counted)
-
-    pruned = await retention.prune(engine, before=utcnow() - OLD / 2, batch_size=3, pause=0)
+    pruned = await prune.prune(store, before=utcnow() - OLD / 2, batch_size=3, pause=0)
 
     assert pruned == 10
     assert batches == [3, 3, 3, 1]
@@ -235,22 +254,22 @@ async def test_prune_goes_batch_by_batch_until_a_batch_comes_up_short(
 
 
 async def test_prune_on_an_empty_database_returns_zero_and_logs_nothing(
-    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="hookline.retention"):
-        assert await retention.prune(engine, before=utcnow()) == 0
+        assert await prune.prune(store, before=utcnow()) == 0
     assert caplog.records == []
 
 
 async def test_prune_logs_how_many_it_pruned(
-    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+    engine: AsyncEngine, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with engine.begin() as conn:
         endpoint = await add_endpoint(conn)
         await add_events(conn, endpoint, count=4, age=OLD, statuses=("failed",))
 
     with caplog.at_level(logging.INFO, logger="hookline.retention"):
-        await retention.prune(engine, before=utcnow() - OLD / 2)
+        await prune.prune(store, before=utcnow() - OLD / 2)
 
     [record] = caplog.records
     assert record.name == "hookline.retention"
@@ -258,9 +277,9 @@ async def test_prune_logs_how_many_it_pruned(
     assert "pruned 4 events" in record.getMessage()
 
 
-async def test_prune_refuses_an_empty_batch(engine: AsyncEngine) -> None:
+async def test_prune_refuses_an_empty_batch(store: Store) -> None:
     with pytest.raises(ValueError, match="batch_size"):
-        await retention.prune(engine, before=utcnow(), batch_size=0)
+        await prune.prune(store, before=utcnow(), batch_size=0)
 
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
@@ -275,11 +294,11 @@ NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
     ],
 )
 def test_cutoff_is_retention_days_before_now(days: int, expected: datetime) -> None:
-    assert retention.cutoff(days, NOW) == expected
+    assert prune.cutoff(days, NOW) == expected
 
 
 async def test_a_write_commits_between_batches_instead_of_waiting_for_the_whole_prune(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, migrated_sqlite: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite: one connection, every transaction takes the write lock; prune must let go of it."""
     sqlite = Settings(
@@ -287,23 +306,15 @@ async def test_a_write_commits_between_batches_instead_of_waiting_for_the_whole_
         data_dir=tmp_path / "data",
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'hookline.db'}",
     )
-    engine = create_engine(sqlite)
+    shutil.copyfile(migrated_sqlite, tmp_path / "hookline.db")
+    engine, store = create_engine(sqlite), open_store(sqlite)
     try:
-        await migrate.upgrade_engine(engine)
         async with engine.begin() as conn:
             endpoint = await add_endpoint(conn)
             await add_events(conn, endpoint, count=2000, age=OLD, statuses=("succeeded",))
 
-        batches = 0
-        prune_batch = retention.prune_batch
-
-        async def counted(conn: AsyncConnection, *, before: datetime, batch_size: int) -> int:
-            nonlocal batches
-            pruned = await prune_batch(conn, before=before, batch_size=batch_size)
-            batches += 1
-            return pruned
-
-        monkeypatch.setattr(retention, "prune_batch", counted)
+        batches: list[int] = []
+        monkeypatch.setattr(prune, "prune_batch", counting(batches))
 
         # (batches done when the write committed, how long it waited and ran)
         writes: list[tuple[int, float]] = []
@@ -313,21 +324,22 @@ async def test_a_write_commits_between_batches_instead_of_waiting_for_the_whole_
                 started = time.monotonic()
                 async with engine.begin() as conn:
                     await add_events(conn, endpoint, count=1, age=RECENT, statuses=("pending",))
-                writes.append((batches, time.monotonic() - started))
+                writes.append((len(batches), time.monotonic() - started))
                 await asyncio.sleep(0.01)
 
         started = time.monotonic()
         pruning = asyncio.create_task(
-            retention.prune(engine, before=utcnow() - OLD / 2, batch_size=100, pause=0.05)
+            prune.prune(store, before=utcnow() - OLD / 2, batch_size=100, pause=0.05)
         )
         await write_meanwhile(pruning)
         pruned = await pruning
         took = time.monotonic() - started
     finally:
+        await store.close()
         await engine.dispose()
 
     assert pruned == 2000
-    total_batches = batches
+    total_batches = len(batches)
     assert total_batches == 21  # 20 full batches, then an empty one
     between = {done for done, _ in writes if 0 < done < total_batches}
     # Writes got in all along the prune, not once it was over.
@@ -337,7 +349,7 @@ async def test_a_write_commits_between_batches_instead_of_waiting_for_the_whole_
 
 
 async def test_worker_prunes_old_events_and_expired_idempotency_keys_on_its_own(
-    engine: AsyncEngine, settings: Settings
+    engine: AsyncEngine, store: Store, settings: Settings
 ) -> None:
     async with engine.begin() as conn:
         endpoint = await add_endpoint(conn)
@@ -353,7 +365,7 @@ async def test_worker_prunes_old_events_and_expired_idempotency_keys_on_its_own(
         )
     sender = Sender.from_settings(settings)
     await sender.start()
-    worker = Worker(settings=settings, engine=engine, sender=sender, housekeeping_interval=0.05)
+    worker = Worker(settings=settings, store=store, sender=sender, housekeeping_interval=0.05)
     task = asyncio.create_task(worker.run())
 
     async def pruned() -> bool:

@@ -34,6 +34,7 @@ from tests.delivery.helpers import (
     subscribe,
     wait_until,
 )
+from tests.support import db as support_db
 from tests.support.app import RunningApp
 from tests.support.db import SessionMaker
 from tests.support.receiver import Receiver
@@ -124,6 +125,7 @@ async def app_resolving_with(
     """tests.support.app.running_app, with `resolver` for registration and the sender."""
     app = create_app(settings, run_worker=run_worker, resolver=resolver)
     async with app.router.lifespan_context(app):
+        app.state.test_db = support_db.test_db(settings)  # for the test to arrange and inspect rows
         transport = httpx.ASGITransport(app=app)
         # As the admin, as running_app does (getattr: the token is newer than this guard).
         headers = {}
@@ -133,7 +135,10 @@ async def app_resolving_with(
         async with httpx.AsyncClient(
             transport=transport, base_url="http://testserver", headers=headers
         ) as client:
-            yield RunningApp(app=app, client=client, settings=settings)
+            try:
+                yield RunningApp(app=app, client=client, settings=settings)
+            finally:
+                await app.state.test_db.engine.dispose()
 
 
 def guard_on(make_settings: Callable[..., Settings]) -> Settings:

@@ -5,33 +5,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event, select
+import pytest
+from sqlalchemy import select
 
 from hookline.config import Settings
-from hookline.delivery import queue
+from hookline.delivery import worker as worker_module
 from hookline.delivery.sender import Sender
-from hookline.events import service as events
 from hookline.models import Attempt, Delivery
+from hookline.store import Status, claims
+from hookline.store.units import Unit
 from tests.delivery.helpers import (
     attempts_of,
     deliveries_to,
     headers_of,
+    publish_many,
     register_user,
     subscribe,
     wait_until,
     worker_running,
 )
-from tests.support.app import running_app
-from tests.support.db import SessionMaker
+from tests.support.app import RunningApp, running_app
 from tests.support.receiver import Receiver
 
+SUCCEEDED, PENDING = Status.SUCCEEDED, Status.PENDING
 
-async def publish_users(sessionmaker: SessionMaker, count: int) -> None:
-    """`count` user_registered events in one transaction (faster than as many POST /users)."""
-    async with sessionmaker.begin() as session:
-        for n in range(count):
-            data = {"id": f"usr_{n}", "username": f"user{n}", "registered_at": "2026-01-01"}
-            await events.publish(session=session, event=events.USER_REGISTERED, data=data)
+
+async def publish_users(running: RunningApp, count: int) -> None:
+    """`count` user_registered events in one unit of work (faster than as many POST /users)."""
+    await publish_many(running.app.state.runtime.store, "user_registered", count)
 
 
 async def test_stop_lets_attempt_in_flight_finish_and_records_it(
@@ -50,7 +51,7 @@ async def test_stop_lets_attempt_in_flight_finish_and_records_it(
         [done] = await deliveries_to(sessionmaker, endpoint["id"])
         attempts = await attempts_of(sessionmaker, done.id)
 
-    assert (done.status, done.lease_owner) == (queue.SUCCEEDED, None)
+    assert (done.status, done.lease_owner) == (SUCCEEDED, None)
     assert [(a.number, a.status_code) for a in attempts] == [(1, 200)]
     assert attempts[0].duration_ms >= 450
 
@@ -65,7 +66,7 @@ async def test_stop_records_every_attempt_that_finishes_while_draining(
     async with running_app(settings) as running:
         sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/slow"))
-        await publish_users(sessionmaker, 30)
+        await publish_users(running, 30)
         async with worker_running(running) as (worker, task):
             await receiver.wait_for(30, path="/slow", timeout=5)
             worker.stop()
@@ -74,7 +75,7 @@ async def test_stop_records_every_attempt_that_finishes_while_draining(
         deliveries = await deliveries_to(sessionmaker, endpoint["id"])
         attempts = [await attempts_of(sessionmaker, d.id) for d in deliveries]
 
-    assert {(d.status, d.lease_owner) for d in deliveries} == {(queue.SUCCEEDED, None)}
+    assert {(d.status, d.lease_owner) for d in deliveries} == {(SUCCEEDED, None)}
     assert [len(a) for a in attempts] == [1] * 30
 
 
@@ -107,15 +108,14 @@ async def test_stop_releases_attempt_that_outlives_the_drain(
             [released] = await deliveries_to(sessionmaker, endpoint["id"])
             attempts = await attempts_of(sessionmaker, released.id)
             # Released, not left to lapse: another worker can claim it at once.
-            async with sessionmaker.begin() as session:
-                reclaimed = await queue.claim(
-                    session, owner="next-worker", limit=10, lease_seconds=30
-                )
+            reclaimed = await running.app.state.runtime.store.write(
+                claims.claim(owner="next-worker", limit=10, lease_seconds=30)
+            )
         finally:
             await sender.close()
 
     assert drained < settings.delivery_timeout + 2
-    assert (released.status, released.attempts_made) == (queue.PENDING, 0)
+    assert (released.status, released.attempts_made) == (PENDING, 0)
     assert (released.lease_owner, released.lease_until) == (None, None)
     assert attempts == []
     assert [item.delivery_id for item in reclaimed] == [released.id]
@@ -151,13 +151,11 @@ async def test_backlog_of_slow_endpoint_does_not_starve_healthy_one(
     settings = make_settings(worker_concurrency=4, worker_per_endpoint=2)
     receiver.script("/slow", [200], delay=0.1)
     async with running_app(settings) as running:
-        sessionmaker = running.app.state.test_db.sessions
         await subscribe(running.client, receiver.url("/slow"), "user_registered")
-        await publish_users(sessionmaker, 30)
+        await publish_users(running, 30)
         # Due after the whole backlog of the slow endpoint.
         await subscribe(running.client, receiver.url("/healthy"), "user_send_message")
-        async with sessionmaker.begin() as session:
-            await events.publish(session=session, event=events.USER_SEND_MESSAGE, data={})
+        await publish_many(running.app.state.runtime.store, "user_send_message", 1)
         started = time.monotonic()
         async with worker_running(running):
             await receiver.wait_for(1, path="/healthy", timeout=10)
@@ -169,34 +167,32 @@ async def test_backlog_of_slow_endpoint_does_not_starve_healthy_one(
 
 
 async def test_many_deliveries_are_recorded_in_batches_one_attempt_each(
-    make_settings: Callable[..., Settings], receiver: Receiver
+    make_settings: Callable[..., Settings],
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     count = 200
     settings = make_settings(result_batch_size=50, result_flush_interval=1.0)
+    batches: list[int] = []  # attempts per recording transaction
+    record = worker_module.record
+
+    def counted(owner: str, batch: Any, **options: Any) -> Unit[list[str]]:
+        batches.append(len(batch))
+        return (yield from record(owner, batch, **options))
+
+    monkeypatch.setattr(worker_module, "record", counted)
     async with running_app(settings) as running:
         sessionmaker = running.app.state.test_db.sessions
         endpoint = await subscribe(running.client, receiver.url("/hook"))
-        await publish_users(sessionmaker, count)
-        inserts: list[int] = []
+        await publish_users(running, count)
+        async with worker_running(running):
+            await receiver.wait_for(count, path="/hook", timeout=30)
 
-        def count_attempt_inserts(*args: Any) -> None:
-            statement, parameters = args[2], args[3]
-            if statement.lstrip().upper().startswith("INSERT INTO ATTEMPTS"):
-                inserts.append(len(parameters) if isinstance(parameters, list) else 1)
+            async def all_settled() -> bool:
+                deliveries = await deliveries_to(sessionmaker, endpoint["id"])
+                return all(d.status == SUCCEEDED for d in deliveries)
 
-        engine = running.app.state.test_db.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", count_attempt_inserts)
-        try:
-            async with worker_running(running):
-                await receiver.wait_for(count, path="/hook", timeout=30)
-
-                async def all_settled() -> bool:
-                    deliveries = await deliveries_to(sessionmaker, endpoint["id"])
-                    return all(d.status == queue.SUCCEEDED for d in deliveries)
-
-                await wait_until(all_settled, timeout=10, what="every delivery to succeed")
-        finally:
-            event.remove(engine, "before_cursor_execute", count_attempt_inserts)
+            await wait_until(all_settled, timeout=10, what="every delivery to succeed")
         async with sessionmaker() as session:
             numbers = (
                 await session.execute(
@@ -210,5 +206,5 @@ async def test_many_deliveries_are_recorded_in_batches_one_attempt_each(
     assert {(made, number) for _, made, number in numbers} == {(1, 1)}
     assert len({delivery_id for delivery_id, _, _ in numbers}) == count
     assert len({headers_of(r)["webhook-id"] for r in receiver.at("/hook")}) == count
-    assert sum(inserts) == count
-    assert len(inserts) <= count // settings.result_batch_size + 2, inserts
+    assert sum(batches) == count
+    assert len(batches) <= count // settings.result_batch_size + 2, batches
