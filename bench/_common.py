@@ -25,7 +25,12 @@ from typing import IO, Any
 import aiohttp
 import uvloop
 
+from hookline import migrate, secretbox
+from hookline.config import Settings
 from hookline.delivery import signing
+from hookline.models import utcnow
+from hookline.store import Store, open_store, outbox, units
+from hookline.store.sql import sql
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -459,7 +464,7 @@ def py_spy() -> str | None:
 
 # Where a sample of the event loop's thread was, by the file of its innermost frame.
 _CATEGORIES = (
-    ("hookline/sqlite_thread.py", "SQLite hand-off to its thread"),
+    ("hookline/store/", "store: units, hand-off to SQLite's writer"),
     ("sqlalchemy", "SQLAlchemy"),
     ("greenlet", "SQLAlchemy"),
     ("asyncpg", "asyncpg"),
@@ -563,13 +568,12 @@ class Profile:
                 continue
             frames = stack.split(";")
             n = int(count)
-            if any("_worker (concurrent/futures/thread.py" in f for f in frames):
-                # An executor thread; the SQLite connection's when it runs a statement.
-                if any("hookline/sqlite_thread.py" in f for f in frames):
+            if not any("Runner.run" in f or "run_forever" in f for f in frames):
+                # Not the event loop's thread: the store's SQLite writer or reader when it
+                # runs units, else anyio's and the like.
+                if any("hookline/store/sqlite.py" in f for f in frames):
                     sqlite_busy += n
                 continue
-            if not any("Runner.run" in f or "run_forever" in f for f in frames):
-                continue  # not the event loop's thread (anyio's, ...)
             main += n
             top = frames[-1]
             name = next((c for key, c in _CATEGORIES if key in top), "other Python")
@@ -611,3 +615,49 @@ async def post_signed(
         }
         async with session.post(url, data=body, headers=headers) as response:
             await response.read()
+
+
+# In-process benchmarks set their database up through hookline's own store, as the API would.
+_ADD_ENDPOINT = sql(
+    "INSERT INTO endpoints (id, url, secret, enabled, created_at)"
+    " VALUES (:id, :url, :secret, TRUE, :created_at)"
+)
+_SUBSCRIBE = sql("INSERT INTO subscriptions (endpoint_id, event) VALUES (:endpoint_id, :event)")
+_PENDING = sql("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+EVENT = "user_registered"
+
+
+async def seeded_store(
+    settings: Settings, urls: Sequence[str], events: int, *, prefix: str = "wh_b"
+) -> Store:
+    """Migrate, add an endpoint per URL (secrets sealed, as in production) subscribed to
+    `EVENT`, publish `events` events to them all; the open store (the caller closes it)."""
+    await migrate.upgrade(settings)
+    box = secretbox.load(settings)
+    store = open_store(settings)
+
+    def arrange() -> units.Unit[None]:
+        now = utcnow()
+        for n, url in enumerate(urls):
+            secret = box.seal(signing.generate_secret())
+            params = {"id": f"{prefix}{n}", "url": url, "secret": secret, "created_at": now}
+            yield units.execute(_ADD_ENDPOINT, params)
+            yield units.execute(_SUBSCRIBE, {"endpoint_id": f"{prefix}{n}", "event": EVENT})
+
+    def publish(first: int, last: int) -> units.Unit[None]:
+        for n in range(first, last):
+            yield from outbox.publish(event=EVENT, data={"id": f"usr_{n}", "username": f"u{n}"})
+
+    await store.write(arrange())
+    for first in range(0, events, 1000):  # a few units: one SQLite transaction stays short
+        await store.write(publish(first, min(events, first + 1000)))
+    return store
+
+
+async def pending(store: Store) -> int:
+    """Deliveries still pending."""
+
+    def count() -> units.Unit[int]:
+        return int((yield units.value(_PENDING)))
+
+    return await store.read(count())

@@ -19,17 +19,14 @@ import time
 from pathlib import Path
 
 import aiohttp
-from _common import post_signed
+from _common import post_signed, seeded_store
 
 from hookline import secretbox
 from hookline.config import Settings
-from hookline.db import create_engine, create_sessionmaker
 from hookline.delivery import envelope, signing
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
-from hookline.events import service as events
-from hookline.migrate import upgrade_engine as upgrade
-from hookline.models import Endpoint, Subscription, utcnow
+from hookline.models import utcnow
 
 SINK = """
 import sys
@@ -86,25 +83,12 @@ async def hookline_worker(
         worker_per_endpoint=cap,
         worker_concurrency=concurrency,
     )
-    engine = create_engine(settings)
-    await upgrade(engine)
+    store = await seeded_store(settings, urls, count)
     box = secretbox.load(settings)  # secrets sealed at rest, as in production
-    sessionmaker = create_sessionmaker(engine)
-    async with sessionmaker.begin() as session:
-        for n, url in enumerate(urls):
-            endpoint_id = f"wh_bench{n}"
-            secret = box.seal(signing.generate_secret())
-            session.add(Endpoint(id=endpoint_id, url=url, secret=secret, created_at=utcnow()))
-            await session.flush()
-            session.add(Subscription(endpoint_id=endpoint_id, event=events.USER_REGISTERED))
-        await session.flush()
-        for n in range(count):
-            await events.publish(
-                session=session, event=events.USER_REGISTERED, data={"id": f"usr_{n}"}
-            )
     sender = Sender.from_settings(settings, box=box)
     await sender.start()
-    worker = Worker(settings=settings, engine=engine, sender=sender)
+    worker = Worker(settings=settings, store=store, sender=sender)
+    store.on_wake(worker.wake)
     async with aiohttp.ClientSession() as session:
         before = await sink_count(session, base)
         started = time.perf_counter()
@@ -121,7 +105,7 @@ async def hookline_worker(
     worker.stop()
     await task
     await sender.close()
-    await engine.dispose()
+    await store.close()
     return total / elapsed
 
 

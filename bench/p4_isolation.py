@@ -9,7 +9,7 @@ and its backlog due. Measured: deliveries/s to the healthy endpoints, at the sin
 first arrival to the last (all healthy: 10 x events; one hanging: 9 x events). The two
 conditions alternate for `--rounds` rounds; the ratio is of the means. Also sampled: the
 worker's attempts in flight, every 20 ms (its cap is 64), this process's CPU, and how many
-deliveries each claim returns (queue.claim wrapped to count).
+deliveries each claim returns (claims.claim wrapped to count).
 
     .venv/bin/python bench/p4_isolation.py [--quick] [--events 1000] [--rounds 3]
 """
@@ -21,17 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import Result, Sink, mean, parse_args, rate, run, temp_dir
+from _common import Result, Sink, mean, parse_args, rate, run, seeded_store, temp_dir
 
 from hookline import secretbox
 from hookline.config import Settings
-from hookline.db import create_engine, create_sessionmaker
-from hookline.delivery import queue, signing
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import Worker
-from hookline.events import service as events
-from hookline.migrate import upgrade_engine as upgrade
-from hookline.models import Endpoint, Subscription, utcnow
+from hookline.store import claims
+from hookline.store.units import Unit
 
 ENDPOINTS = 10
 
@@ -39,15 +36,15 @@ CLAIMS: list[int] = []  # deliveries returned by each claim of the current run
 
 
 def count_claims() -> None:
-    """Wrap queue.claim (which the worker calls) to count claims and what each returns."""
-    claim = queue.claim
+    """Wrap claims.claim (which the worker calls) to count claims and what each returns."""
+    claim = claims.claim
 
-    async def counted(*args: Any, **kwargs: Any) -> list[queue.Claimed]:
-        claimed = await claim(*args, **kwargs)
+    def counted(**kwargs: Any) -> Unit[list[claims.Claimed]]:
+        claimed = yield from claim(**kwargs)
         CLAIMS.append(len(claimed))
         return claimed
 
-    queue.claim = counted  # type: ignore[assignment]
+    claims.claim = counted  # type: ignore[assignment]
 
 
 async def condition(sink: Sink, events_n: int, *, hang: bool) -> tuple[float, float, float]:
@@ -55,26 +52,15 @@ async def condition(sink: Sink, events_n: int, *, hang: bool) -> tuple[float, fl
     run of one condition."""
     data_dir = temp_dir("p4")
     settings = Settings(_env_file=None, data_dir=Path(data_dir), allow_private_networks=True)
-    engine = create_engine(settings)
+    urls = [sink.url(n, hang=hang and n == 0) for n in range(ENDPOINTS)]
+    store = await seeded_store(settings, urls, events_n, prefix="wh_p4")
     try:
-        await upgrade(engine)
         box = secretbox.load(settings)
-        urls = [sink.url(n, hang=hang and n == 0) for n in range(ENDPOINTS)]
-        async with create_sessionmaker(engine).begin() as session:
-            for n, url in enumerate(urls):
-                secret = box.seal(signing.generate_secret())
-                session.add(Endpoint(id=f"wh_p4{n}", url=url, secret=secret, created_at=utcnow()))
-                await session.flush()
-                session.add(Subscription(endpoint_id=f"wh_p4{n}", event=events.USER_REGISTERED))
-            await session.flush()
-            for n in range(events_n):
-                await events.publish(
-                    session=session, event=events.USER_REGISTERED, data={"username": f"u{n}"}
-                )
         healthy = events_n * (ENDPOINTS - 1 if hang else ENDPOINTS)
         sender = Sender.from_settings(settings, box=box)
         await sender.start()
-        worker = Worker(settings=settings, engine=engine, sender=sender)
+        worker = Worker(settings=settings, store=store, sender=sender)
+        store.on_wake(worker.wake)
         await sink.reset()
         cpu = time.process_time()
         CLAIMS.clear()
@@ -99,7 +85,7 @@ async def condition(sink: Sink, events_n: int, *, hang: bool) -> tuple[float, fl
         per_claim = sum(CLAIMS) / max(1, len(CLAIMS))
         return rate(healthy, stats), cpu, sum(in_flight) / max(1, len(in_flight)), per_claim
     finally:
-        await engine.dispose()
+        await store.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

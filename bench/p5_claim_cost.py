@@ -1,13 +1,14 @@
 """P5: the cost of one claim with 1,000,000 deliveries in the table ÷ with 10,000 (goal <= 1.5),
 and the RSS of a `hookline worker` process with 1,000,000 deliveries in the table (< 200 MB).
 
-One claim is what the worker does per batch: `queue.claim(limit=64, per_endpoint=2)` in one
-transaction (64 free slots; 2 is the worker's top-up with the default cap of 4), then, in
-another, `queue.complete` of everything claimed plus `lifecycle.record` (the worker's flush),
-all through hookline's own engine. Its median time over `--claims` claims is the cost; the
-table sizes of a shape take turns (6 rounds), so that outside load falls on all of them. The
-tables are filled with plain sqlite3 (`executemany`, indexes built after) in the migrated
-schema, 10 endpoints, one event per 10 deliveries, in three shapes:
+One claim is what the worker does per batch: `claims.claim(limit=64, per_endpoint=2)` in one
+unit of work (64 free slots; 2 is the worker's top-up with the default cap of 4), then, in
+another, the worker's `record` of everything claimed (`claims.complete` plus the endpoints'
+health clock: the worker's flush), all through hookline's own store. Its median time over
+`--claims` claims is the cost; the table sizes of a shape take turns (6 rounds), so that
+outside load falls on all of them. The tables are filled with plain sqlite3 (`executemany`,
+indexes built after) in the migrated schema, 10 endpoints, one event per 10 deliveries, in
+three shapes:
 
 - history: 5,000 deliveries pending and due, the rest succeeded, each with its attempt (the
   steady state: a big table is mostly delivered history);
@@ -41,16 +42,14 @@ from typing import Any
 
 from _common import Hookline, Result, Sink, parse_args, run, temp_dir
 
-from hookline import secretbox
+from hookline import migrate, secretbox
 from hookline.config import Settings
-from hookline.db import create_engine
-from hookline.delivery import queue, signing
-from hookline.migrate import upgrade_engine as upgrade
-from hookline.webhooks import lifecycle
+from hookline.delivery import signing, worker
+from hookline.store import Status, claims, open_store
+from hookline.store.sql import TIME_FORMAT as STAMP  # how SQLite columns hold times
 
 ENDPOINTS = 10
 DUE = 5_000  # pending and due rows in the history and skip shapes
-STAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores a DATETIME in SQLite
 
 
 def rows(
@@ -90,9 +89,7 @@ def rows(
 async def sqlite_table(data_dir: Path, size: int, shape: str, sink_base: str) -> Settings:
     """A migrated SQLite database in `data_dir` holding `size` deliveries of `shape`."""
     settings = Settings(_env_file=None, data_dir=data_dir, allow_private_networks=True)
-    engine = create_engine(settings)
-    await upgrade(engine)
-    await engine.dispose()
+    await migrate.upgrade(settings)
     box = secretbox.load(settings)
     now = datetime.now(UTC)
     made = rows(size, shape, now - timedelta(days=1), lambda t: t.strftime(STAMP))
@@ -142,52 +139,50 @@ class ClaimBench:
 
     def __init__(self, settings: Settings, *, skip: bool = False) -> None:
         self.settings = settings
-        self.engine = create_engine(settings)
+        self.store = open_store(settings)
         self.skip_endpoints = ["wh_0"] if skip else []
         self.totals: list[float] = []
         self.claim_only: list[float] = []
         self.claimed_n: list[int] = []
 
-    async def run(self, claims: int, *, record: bool = True) -> None:
-        for _ in range(claims):
+    async def run(self, count: int, *, record: bool = True) -> None:
+        for _ in range(count):
             began = time.perf_counter()
-            async with self.engine.begin() as conn:
-                claimed = await queue.claim(
-                    conn,
+            claimed = await self.store.write(
+                claims.claim(
                     owner="bench:p5",
                     limit=64,
                     lease_seconds=self.settings.lease_seconds,
                     per_endpoint=2,
                     skip_endpoints=self.skip_endpoints,
                 )
+            )
             claimed_at = time.perf_counter()
-            now = datetime.now(UTC)
             attempt = {
-                "started_at": now,
+                "started_at": datetime.now(UTC),
                 "duration_ms": 3,
                 "status_code": 204,
                 "response_body": "",
                 "error_kind": None,
                 "error": None,
             }
-            finished = [
-                queue.Finished(
-                    item.delivery_id,
-                    item.attempts_made + 1,
-                    attempt,
-                    queue.SUCCEEDED,
+            settled = [
+                worker.Settled(
+                    claims.Finished(
+                        item.delivery_id,
+                        item.endpoint_id,
+                        item.attempts_made + 1,
+                        attempt,
+                        Status.SUCCEEDED,
+                    ),
                     None,
-                    item.endpoint_id,
+                    item.probe,
                 )
                 for item in claimed
             ]
-            async with self.engine.begin() as conn:
-                recorded = await queue.complete(conn, owner="bench:p5", finished=finished)
-                await lifecycle.record(
-                    conn,
-                    (lifecycle.AttemptResult(i.endpoint_id, True, 204, now) for i in recorded),
-                    disable_after=self.settings.disable_after,
-                )
+            await self.store.write(
+                worker.record("bench:p5", settled, disable_after=self.settings.disable_after)
+            )
             done = time.perf_counter()
             if not claimed:
                 raise RuntimeError("nothing left to claim: raise DUE or lower --claims")
@@ -197,7 +192,7 @@ class ClaimBench:
                 self.claimed_n.append(len(claimed))
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.store.close()
 
     def medians(self) -> tuple[float, float, int]:
         """(median ms of claim + complete, median ms of the claim alone, deliveries/claim)."""
@@ -211,12 +206,12 @@ class ClaimBench:
 ROUNDS = 6  # the sizes take turns, a few claims each, so outside load falls on all alike
 
 
-async def interleaved(benches: list[ClaimBench], claims: int) -> None:
+async def interleaved(benches: list[ClaimBench], count: int) -> None:
     for bench in benches:
         await bench.run(5, record=False)  # warm the statement caches
     for r in range(ROUNDS):
         for bench in benches:
-            await bench.run(claims // ROUNDS + (r < claims % ROUNDS))
+            await bench.run(count // ROUNDS + (r < count % ROUNDS))
 
 
 async def worker_rss(sink: Sink, data_dir: Path, seconds: float) -> dict[str, float]:
@@ -241,7 +236,7 @@ async def worker_rss(sink: Sink, data_dir: Path, seconds: float) -> dict[str, fl
 
 
 async def postgres_costs(
-    sizes: list[int], claims: int, sink_base: str
+    sizes: list[int], count: int, sink_base: str
 ) -> dict[str, dict[int, float]]:
     """Claim + complete medians (ms) on PostgreSQL for each shape."""
     import pg_bench  # only with --postgres
@@ -256,7 +251,7 @@ async def postgres_costs(
                 await pg_bench.fill(settings, made, ENDPOINTS, sink_base)
                 bench = ClaimBench(settings, skip=shape == "skip")
                 try:
-                    await interleaved([bench], claims)
+                    await interleaved([bench], count)
                 finally:
                     await bench.close()
                 costs[shape][size] = bench.medians()[0]

@@ -10,11 +10,9 @@ from typing import Any
 import asyncpg
 from _common import PG_DATABASE, PG_SERVER
 
-from hookline import secretbox
+from hookline import migrate, secretbox
 from hookline.config import Settings
-from hookline.db import create_engine
 from hookline.delivery import signing
-from hookline.migrate import upgrade_engine as upgrade
 from hookline.models import utcnow
 
 URL = f"{PG_SERVER}/{PG_DATABASE}"
@@ -48,11 +46,7 @@ async def fresh_database(data_dir: Path) -> Settings:
     settings = Settings(
         _env_file=None, data_dir=data_dir, database_url=URL, allow_private_networks=True
     )
-    engine = create_engine(settings)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
+    await migrate.upgrade(settings)
     return settings
 
 

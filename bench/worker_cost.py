@@ -8,7 +8,7 @@ All in this process (uvloop, as `hookline serve` runs), against the sink, 16 end
   with private networks allowed, 4 KiB read limit, the Outcome);
 - worker, stub sender: `Worker.run` draining a SQLite backlog with a sender that answers at
   once without any HTTP: the claim / record machinery alone (split into the event loop's
-  thread and the others, chiefly the SQLite connection's thread running SQLite);
+  thread and the others, chiefly the store's SQLite writer thread running units);
 - worker, real sender: the same backlog delivered to the sink, as in P1 but in-process.
 
 CPU is this process's (all threads) per delivery; the ratio printed is the worker with the
@@ -26,18 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _common import Result, Sink, parse_args, run, temp_dir
-from sqlalchemy import text
+from _common import Result, Sink, parse_args, pending, run, seeded_store, temp_dir
 
 from hookline import secretbox
 from hookline.config import Settings
-from hookline.db import create_engine, create_sessionmaker
 from hookline.delivery import envelope, signing
 from hookline.delivery.sender import Outcome, Sender
 from hookline.delivery.worker import Worker
-from hookline.events import service as events
-from hookline.migrate import upgrade_engine as upgrade
-from hookline.models import Endpoint, Subscription, utcnow
+from hookline.models import utcnow
 
 ENDPOINTS = 16
 IN_FLIGHT = 64
@@ -77,38 +73,22 @@ class StubSender:
 
 async def drain(urls: list[str], n: int, sender: Any, settings: Settings) -> dict[str, float]:
     """Publish n/ENDPOINTS events to every endpoint; time the worker delivering them all."""
-    engine = create_engine(settings)
+    store = await seeded_store(settings, urls, n // len(urls), prefix="wh_c")
     try:
-        await upgrade(engine)
-        box = secretbox.load(settings)
-        async with create_sessionmaker(engine).begin() as session:
-            for k, url in enumerate(urls):
-                secret = box.seal(signing.generate_secret())
-                session.add(Endpoint(id=f"wh_c{k}", url=url, secret=secret, created_at=utcnow()))
-                await session.flush()
-                session.add(Subscription(endpoint_id=f"wh_c{k}", event=events.USER_REGISTERED))
-            await session.flush()
-            for e in range(n // len(urls)):
-                await events.publish(
-                    session=session, event=events.USER_REGISTERED, data={"username": f"u{e}"}
-                )
         total = n // len(urls) * len(urls)
-        worker = Worker(settings=settings, engine=engine, sender=sender)
+        worker = Worker(settings=settings, store=store, sender=sender)
+        store.on_wake(worker.wake)
         before, wall = thread_cpu(), time.perf_counter()
         task = asyncio.create_task(worker.run())
         while True:
-            async with engine.connect() as conn:
-                left = await conn.scalar(
-                    text("SELECT count(*) FROM deliveries WHERE status = 'pending'")
-                )
-            if not left:
+            if not await pending(store):
                 break
             await asyncio.sleep(0.05)
         elapsed, after = time.perf_counter() - wall, thread_cpu()
         worker.stop()
         await task
     finally:
-        await engine.dispose()
+        await store.close()
     loop_thread = str(os.getpid())
     others = sum(after[t] - before.get(t, 0) for t in after if t != loop_thread)
     return {
@@ -194,7 +174,7 @@ async def main(args: argparse.Namespace) -> Result:
         context={
             "cpu_ms_per_delivery": {k: round(v["cpu_ms"], 3) for k, v in results.items()},
             "per_s": {k: round(v["per_s"]) for k, v in results.items()},
-            "worker split, ms per delivery (event loop thread / SQLite's thread)": {
+            "worker split, ms per delivery (event loop thread / SQLite's writer thread)": {
                 name: f"{results[name]['event_loop_thread_ms']:.3f} /"
                 f" {results[name]['other_threads_ms']:.3f}"
                 for name in ("worker, stub sender (no HTTP)", "worker, real sender")
