@@ -331,3 +331,21 @@ async def test_disabling_a_slow_failing_endpoint_leaves_others_alone(
     assert endpoint["stats"] == {"pending": 0, "succeeded": 6, "failed": 0, "cancelled": 0}
     assert len(slows) == 5  # none for the late event
     assert disabled["stats"]["pending"] == 0
+
+
+async def test_a_failed_ping_leaves_the_failure_clock_alone(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    """CONTRACT §7: a ping is a probe; it does not count toward auto-disabling."""
+    receiver.script("/down", [500])
+    settings = make_settings(ping_on_create=True, disable_after=1)
+    async with running_app(settings, run_worker=True) as running:
+        client, sessionmaker = running.client, running.app.state.test_db.sessions
+        down = await subscribe(client, receiver.url("/down"))
+        ping = await only_delivery(sessionmaker, down["id"], status="failed")
+        [attempt] = await attempts_of(sessionmaker, ping.id)
+        endpoint = await webhook(client, down["id"])
+
+    assert attempt.status_code == 500
+    assert endpoint["failing_since"] is None
+    assert endpoint["enabled"] is True

@@ -213,8 +213,8 @@ def complete(*, owner: str, finished: Sequence[Finished]) -> Unit[list[Finished]
         _RECORD,
         ({"delivery_id": item.delivery_id, "number": item.number, **item.attempt} for item in mine),
     )
-    if any(update["status"] == Status.PENDING and update["delay"] == 0 for update in updates):
-        yield units.wake()
+    if any(update["delay"] == 0 for update in updates):
+        yield units.wake()  # due again at once (a retry by hand): a claim can take it now
     return mine
 
 

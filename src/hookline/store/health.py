@@ -25,8 +25,6 @@ _ENABLE = sql(
     "UPDATE endpoints SET enabled = TRUE, disabled_reason = NULL, disabled_at = NULL,"
     " failing_since = NULL WHERE id = :id"
 )
-
-
 _RESET_CLOCK = sql(
     "UPDATE endpoints SET failing_since = NULL WHERE id {in:ids} AND failing_since IS NOT NULL"
 )
@@ -54,40 +52,60 @@ def record(results: Iterable[AttemptResult], *, disable_after: float) -> Unit[li
     """Advance each endpoint's clock: reset on a success, start at the first failure; disable
     the endpoints failing for longer than `disable_after` seconds, and those an answer said to
     disable. Returns the ids of the endpoints this disabled."""
-    succeeded: set[str] = set()
-    first_failure: dict[str, datetime] = {}
-    gone: dict[str, str] = {}
-    for result in results:
-        if result.succeeded:
-            succeeded.add(result.endpoint_id)
-            continue
-        since = first_failure.get(result.endpoint_id)
-        if since is None or result.started_at < since:
-            first_failure[result.endpoint_id] = result.started_at
-        if result.disable_reason is not None:
-            gone[result.endpoint_id] = result.disable_reason
-    if succeeded:
-        yield units.execute(_RESET_CLOCK, {"ids": sorted(succeeded)})
+    tally = _Tally(results)
+    if tally.succeeded:
+        yield units.execute(_RESET_CLOCK, {"ids": sorted(tally.succeeded)})
     disabled: list[str] = []
-    for reason in sorted(set(gone.values())):
-        ids = [endpoint_id for endpoint_id, said in gone.items() if said == reason]
+    for reason, ids in tally.gone_by_reason().items():
         disabled += yield from disable(ids, reason=reason)
-    # Any success resets the clock, even beside failures in the same batch.
-    failing = {k: v for k, v in first_failure.items() if k not in succeeded}
+    failing = tally.failing()
     if failing:
         yield units.execute_many(
             _START_CLOCK, ({"id": k, "since": v} for k, v in sorted(failing.items()))
         )
-        cutoff = utcnow() - timedelta(seconds=disable_after)
-        expired = yield units.rows(
-            _FAILING_SINCE, {"ids": sorted(failing.keys() - gone.keys()), "cutoff": cutoff}
+        disabled += yield from _disable_expired(failing.keys() - tally.gone, disable_after)
+    return disabled
+
+
+class _Tally:
+    """One batch of results, per endpoint."""
+
+    def __init__(self, results: Iterable[AttemptResult]) -> None:
+        self.succeeded: set[str] = set()
+        self.first_failure: dict[str, datetime] = {}
+        self.gone: dict[str, str] = {}  # endpoint: why an answer disables it
+        for result in results:
+            if result.succeeded:
+                self.succeeded.add(result.endpoint_id)
+                continue
+            since = self.first_failure.get(result.endpoint_id)
+            if since is None or result.started_at < since:
+                self.first_failure[result.endpoint_id] = result.started_at
+            if result.disable_reason is not None:
+                self.gone[result.endpoint_id] = result.disable_reason
+
+    def gone_by_reason(self) -> dict[str, list[str]]:
+        by_reason: dict[str, list[str]] = {}
+        for endpoint_id, reason in sorted(self.gone.items()):
+            by_reason.setdefault(reason, []).append(endpoint_id)
+        return by_reason
+
+    def failing(self) -> dict[str, datetime]:
+        """The first failure of each endpoint that had no success: any success resets the
+        clock, even beside failures in the same batch."""
+        return {k: v for k, v in self.first_failure.items() if k not in self.succeeded}
+
+
+def _disable_expired(endpoint_ids: Collection[str], disable_after: float) -> Unit[list[str]]:
+    cutoff = utcnow() - timedelta(seconds=disable_after)
+    expired = yield units.rows(_FAILING_SINCE, {"ids": sorted(endpoint_ids), "cutoff": cutoff})
+    disabled: list[str] = []
+    for endpoint_id, since in expired:
+        reason = (
+            f"every delivery failed for more than {disable_after:g} s"
+            f" (since {timestamp(ts_required(since))})"
         )
-        for endpoint_id, since in expired:
-            reason = (
-                f"every delivery failed for more than {disable_after:g} s"
-                f" (since {timestamp(ts_required(since))})"
-            )
-            disabled += yield from disable([endpoint_id], reason=reason)
+        disabled += yield from disable([endpoint_id], reason=reason)
     return disabled
 
 
