@@ -244,6 +244,15 @@ async def test_patching_to_a_bad_url_is_422_with_the_reason_and_changes_nothing(
     assert (endpoint["url"], endpoint["description"]) == (HOOK, None)
 
 
+async def test_patching_an_unknown_webhook_is_404_before_its_new_url_is_judged(
+    api: RunningApp,
+) -> None:
+    response = await patch(api.client, UNKNOWN, {"url": "ftp://127.0.0.1/hook"})
+
+    assert response.status_code == 404
+    assert UNKNOWN in response.json()["detail"]
+
+
 async def test_patching_to_a_url_another_webhook_has_is_409_and_changes_nothing(
     api: RunningApp,
 ) -> None:
@@ -277,6 +286,24 @@ async def test_a_patch_failing_late_undoes_the_url_and_events_it_changed_first(
         ["user_registered"],
         {},
     )
+
+
+async def test_concurrent_moves_to_one_url_leave_it_to_one_webhook_and_409_the_others(
+    api: RunningApp,
+) -> None:
+    movers = [await subscribe(api.client, f"{HOOK}/{n}") for n in range(4)]
+    target = f"{HOOK}/target"
+
+    responses = await asyncio.gather(
+        *(patch(api.client, mover["id"], {"url": target}) for mover in movers)
+    )
+
+    assert sorted(r.status_code for r in responses) == [200, 409, 409, 409]
+    conflicts = [r.json() for r in responses if r.status_code == 409]
+    assert all(body == {"detail": f"Webhook URL '{target}' already exists"} for body in conflicts)
+    [moved] = [r.json()["id"] for r in responses if r.status_code == 200]
+    urls = {m["id"]: (await endpoint_of(api.client, m["id"]))["url"] for m in movers}
+    assert urls == {m["id"]: target if m["id"] == moved else m["url"] for m in movers}
 
 
 # PATCH /webhooks/{id}: events
@@ -333,6 +360,19 @@ async def test_a_patch_the_schema_refuses_is_422_and_changes_nothing(
     assert response.status_code == 422
     assert await endpoint_of(api.client, registered["id"]) == before
     assert await secret_of(api.client, registered["id"]) == registered["secret"]
+
+
+async def test_concurrent_patches_adding_the_same_events_both_succeed(api: RunningApp) -> None:
+    registered = await subscribe(api.client, HOOK)
+    wanted = ["user_registered", "user_send_message", "webhook_disabled"]
+
+    responses = await asyncio.gather(
+        *(patch(api.client, registered["id"], {"events": wanted}) for _ in range(4))
+    )
+
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    assert (await endpoint_of(api.client, registered["id"]))["events"] == wanted
+    assert await listing(api.client) == {event: [HOOK] for event in EVENTS}
 
 
 async def test_dropping_an_event_cancels_that_endpoints_pending_deliveries_of_it(

@@ -287,3 +287,28 @@ async def test_filtering_on_an_event_whose_last_url_was_removed_is_404(api):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Event 'user_registered' has no registered URLs."}
+
+
+@pytest.mark.parametrize(
+    ("event", "url"),
+    [
+        pytest.param("user_registered", "ftp://127.0.0.1/hook", id="bad-url"),
+        pytest.param("user_deleted", OTHER, id="unknown-event"),
+    ],
+)
+async def test_a_key_reused_with_a_body_that_would_be_refused_is_409_for_the_reuse(api, event, url):
+    headers = {"Idempotency-Key": "key-1"}
+    first = await api.client.post(
+        "/webhook", json={"event": "user_registered", "url": HOOK}, headers=headers
+    )
+    assert first.status_code == 201, first.text
+
+    reused = await api.client.post("/webhook", json={"event": event, "url": url}, headers=headers)
+
+    assert reused.status_code == 409
+    assert "different request body" in reused.json()["detail"]
+    assert await listing(api.client) == {
+        "user_registered": [HOOK],
+        "user_send_message": [],
+        "webhook_disabled": [],
+    }

@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 
-def hookline(*args: str, data_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def hookline(
+    *args: str, data_dir: Path, timeout: float = 60, guard: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
     env["HOOKLINE_DATA_DIR"] = str(data_dir)
-    # The seed files name hosts under .example, which resolve nowhere: skip the address check.
-    env["HOOKLINE_ALLOW_PRIVATE_NETWORKS"] = "true"
+    # The seed files name hosts under .example, which resolve nowhere: skip the address check
+    # unless a test asks for it.
+    env["HOOKLINE_ALLOW_PRIVATE_NETWORKS"] = "false" if guard else "true"
     return subprocess.run(
         [sys.executable, "-m", "hookline", *args],
         env=env,
@@ -93,6 +96,22 @@ def test_import_seed_writes_nothing_when_any_entry_is_bad(tmp_path, content, mes
     result = hookline("import-seed", str(seed), data_dir=data_dir)
     assert result.returncode == 1
     assert message in result.stderr
+    assert subscriptions(data_dir) == set()
+
+
+def test_import_seed_checks_where_urls_point_and_writes_nothing_when_one_may_not(tmp_path):
+    seed = tmp_path / "webhook_data.json"
+    seed.write_text(
+        json.dumps({"user_registered": ["http://93.184.216.34/hook", "http://10.0.0.1/hook"]})
+    )
+    data_dir = tmp_path / "data"
+    hookline("migrate", data_dir=data_dir)
+
+    result = hookline("import-seed", str(seed), data_dir=data_dir, guard=True)
+
+    assert result.returncode == 1
+    assert "http://10.0.0.1/hook" in result.stderr
+    assert "10.0.0.1 is a private address" in result.stderr
     assert subscriptions(data_dir) == set()
 
 
