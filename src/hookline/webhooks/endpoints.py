@@ -15,7 +15,7 @@ from hookline.store import Store, counts, health, units
 from hookline.store.sql import js, sql, ts, ts_required
 from hookline.store.units import Unit
 from hookline.webhooks import headers as custom_headers
-from hookline.webhooks import service, urls
+from hookline.webhooks import pings, service, urls
 from hookline.webhooks.schemas import (
     DeliveryStats,
     EndpointOut,
@@ -167,7 +167,7 @@ def rotate_secret(*, box: SecretBox, endpoint_id: str) -> Unit[RotatedSecret]:
 async def ping(*, store: Store, sender: Sender, endpoint_id: str) -> PingAttempt:
     """Send one `ping` event to this endpoint now (enabled or not) and answer with the attempt."""
     target = await store.read(_target(endpoint_id))
-    sent = await service.send_pings(
+    sent = await pings.send_pings(
         store=store, sender=sender, targets=[target], data=PING_BY_ID_DATA
     )
     [outcome], [delivery_id] = sent.outcomes, sent.delivery_ids
@@ -179,8 +179,8 @@ async def ping(*, store: Store, sender: Sender, endpoint_id: str) -> PingAttempt
     )
 
 
-def _target(endpoint_id: str) -> Unit[service.PingTarget]:
-    found = yield units.one(service.TARGET, {"id": endpoint_id})
+def _target(endpoint_id: str) -> Unit[pings.PingTarget]:
+    found = yield from pings.target(endpoint_id)
     if found is None:
         raise _not_found(endpoint_id)
-    return service.PingTarget.of(found)
+    return found

@@ -15,7 +15,7 @@ from hookline.api.deps import (
 )
 from hookline.api.idempotency import IdempotencyKeyHeader
 from hookline.api.responses import AUTH
-from hookline.webhooks import service
+from hookline.webhooks import pings, service
 from hookline.webhooks.schemas import PingReport, WebhookIn, WebhookList, WebhookRegistered
 
 router = APIRouter(tags=["webhooks"], dependencies=[ADMIN_ONLY], responses=AUTH)
@@ -96,4 +96,4 @@ async def ping_webhooks(
     data: Annotated[dict[str, Any] | None, Body()] = None,
 ) -> PingReport:
     """Send a signed `ping` to every subscribed URL now and report who answered 2xx."""
-    return await service.ping(store=store, sender=sender, event_filter=event_filter, data=data)
+    return await pings.ping(store=store, sender=sender, event_filter=event_filter, data=data)
