@@ -10,7 +10,7 @@ work is. Error answers are never stored: they roll back.
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Header
@@ -60,7 +60,6 @@ _ANSWER = sql(
     "UPDATE idempotency_keys SET status_code = :status_code, response = :response"
     " WHERE scope = :scope AND key = :key"
 )
-_PRUNE = sql("DELETE FROM idempotency_keys WHERE created_at < :before")
 
 
 class Replay(Exception):
@@ -129,9 +128,3 @@ def once(
         _ANSWER, {**where, "status_code": status_code, "response": remember(result)}
     )
     return result
-
-
-def prune(*, before: datetime) -> Unit[int]:
-    """Delete the keys created before `before`; return how many were deleted."""
-    deleted: int = yield units.execute(_PRUNE, {"before": before})
-    return deleted
