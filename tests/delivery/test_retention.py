@@ -312,6 +312,9 @@ async def test_a_write_commits_between_batches_instead_of_waiting_for_the_whole_
         async with engine.begin() as conn:
             endpoint = await add_endpoint(conn)
             await add_events(conn, endpoint, count=2000, age=OLD, statuses=("succeeded",))
+        # Open the store's writer before the writes below race it: its connection's
+        # `PRAGMA journal_mode=WAL` fails at once, unretried, while another holds the lock.
+        await store.write(prune.idempotency_keys(before=datetime(2000, 1, 1, tzinfo=UTC)))
 
         batches: list[int] = []
         monkeypatch.setattr(prune, "prune_batch", counting(batches))
