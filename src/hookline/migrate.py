@@ -6,12 +6,13 @@ running service reads the schema's revision through the store.
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -40,18 +41,25 @@ def head() -> str | None:
 
 def migration_engine(settings: Settings) -> AsyncEngine:
     """A one-connection engine for Alembic (SQLAlchemy's stock drivers)."""
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return create_async_engine(settings.resolved_database_url, pool_size=1, max_overflow=0)
+    if not settings.is_sqlite:
+        return create_async_engine(settings.resolved_database_url, pool_size=1, max_overflow=0)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(settings.resolved_database_url, pool_size=1, max_overflow=0)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        # Wait for the write lock (another process migrating) instead of failing at once.
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    return engine
 
 
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    else:
-        # Wait for the write lock (another process migrating) instead of failing at once.
-        connection.exec_driver_sql("PRAGMA busy_timeout=30000")
-        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     command.upgrade(_config(connection), "head")
 
 

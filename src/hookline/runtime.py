@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp.abc import AbstractResolver
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline import admin_token, migrate, secretbox
 from hookline.config import Settings
-from hookline.db import SessionMaker, create_engine, create_sessionmaker
 from hookline.delivery.sender import Sender
 from hookline.delivery.ssrf import DestinationCheck
 from hookline.store import Store, StoreUnavailable, open_store
@@ -39,14 +37,8 @@ class Runtime:
     destinations: DestinationCheck
     # The admin token's hash; None until the database is migrated (then looked up again).
     admin_token_hash: str | None
-    engine: AsyncEngine
-    sessionmaker: SessionMaker
     worker: "Worker | None" = None
     worker_task: "asyncio.Task[None] | None" = None
-
-    def wake_workers(self) -> None:
-        if self.worker is not None:
-            self.worker.wake()
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +62,6 @@ async def running(
     if migrate_db:
         await migrate.upgrade(settings)
     store = open_store(settings)
-    engine = create_engine(settings)
     sender: Sender | None = None
     runtime: Runtime | None = None
     worker_task: asyncio.Task[None] | None = None
@@ -107,8 +98,6 @@ async def running(
             sender=sender,
             destinations=destinations,
             admin_token_hash=admin_hash,
-            engine=engine,
-            sessionmaker=create_sessionmaker(engine),
         )
         if run_worker:
             from hookline.delivery.worker import Worker
@@ -124,4 +113,3 @@ async def running(
         if sender is not None:
             await sender.close()
         await store.close()
-        await engine.dispose()

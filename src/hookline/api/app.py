@@ -10,8 +10,6 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from hookline import __version__, runtime
 from hookline.api import auth, health, idempotency, metrics, responses
@@ -75,13 +73,8 @@ def create_app(
             return JSONResponse({"detail": plain_errors(exc)}, status_code=422)
 
     @app.exception_handler(StoreUnavailable)
-    @app.exception_handler(DBAPIError)
-    @app.exception_handler(SQLAlchemyTimeoutError)
-    @app.exception_handler(OSError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         # Nothing was acknowledged: the client may send it again once the database is back.
-        if not isinstance(exc, StoreUnavailable) and not _is_outage(exc):
-            raise exc  # a bug, not an outage: a 500
         log.warning("database unavailable: %s", type(exc).__name__)
         return JSONResponse(
             {"detail": "The database is unavailable; try again shortly"},
@@ -116,25 +109,6 @@ def create_app(
     app.include_router(endpoint_router)
     app.include_router(events_router)
     return app
-
-
-# What asyncpg raises while PostgreSQL shuts down, starts up, or drops a connection mid-query.
-_OUTAGE_ERRORS = frozenset(
-    {"CannotConnectNowError", "ConnectionDoesNotExistError", "InternalClientError"}
-)
-
-
-def _is_outage(exc: Exception) -> bool:
-    """Whether a database error means it cannot be reached now (503), not a bug (500)."""
-    if not isinstance(exc, DBAPIError):
-        return True  # a refused connection (OSError), a pool timeout
-    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
-        return True
-    code = str(getattr(exc.orig, "sqlstate", None) or "")
-    if code.startswith(("08", "57P")):  # connection exception; operator intervention
-        return True
-    cause = getattr(exc.orig, "__cause__", None) or exc.orig
-    return type(cause).__name__ in _OUTAGE_ERRORS
 
 
 # A body can hold tens of thousands of wrong fields; an answer listing each costs seconds of

@@ -11,14 +11,12 @@ import logging
 from collections.abc import Callable
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import TextClause, text
 
 from hookline.store.postgres import NOTIFY_CHANNEL as CHANNEL
 
 log = logging.getLogger("hookline.notify")
 
 # Transitional: api/deps.py's session dependency sends it; goes when that dependency goes.
-NOTIFY: TextClause = text(f"NOTIFY {CHANNEL}")
 RECONNECT_AFTER = 1.0  # seconds, after the listening connection was lost
 
 
