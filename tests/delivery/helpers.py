@@ -163,7 +163,6 @@ async def worker_running(
     runtime = running.app.state.runtime
     worker = Worker(settings=running.settings, store=runtime.store, sender=sender or runtime.sender)
     runtime.store.on_wake(worker.wake)
-    runtime.wake_workers = worker.wake  # routes still committing sessions of their own
     task = asyncio.create_task(worker.run())
     try:
         yield worker, task

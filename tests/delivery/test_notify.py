@@ -72,7 +72,6 @@ async def test_a_commit_wakes_a_worker_in_another_process_within_a_second(
 ) -> None:
     settings = pg_settings(empty_postgres, tmp_path, poll_interval=POLL)
     async with running_app(settings) as api, separate_worker(settings):
-        api.app.state.runtime.wake_workers = lambda: None  # no in-process shortcut
         await subscribe(api.client, receiver.url("/hook"))
         await wait_listening(empty_postgres)
         await asyncio.sleep(0.2)  # the worker's first claims (at start) are over
@@ -90,7 +89,6 @@ async def test_the_worker_listens_again_after_its_connection_is_killed(
     monkeypatch.setattr(notify, "RECONNECT_AFTER", 0.1)
     settings = pg_settings(empty_postgres, tmp_path, poll_interval=POLL)
     async with running_app(settings) as api, separate_worker(settings):
-        api.app.state.runtime.wake_workers = lambda: None
         await subscribe(api.client, receiver.url("/hook"))
         await wait_listening(empty_postgres)
         conn = await asyncpg.connect(_pg_dsn(empty_postgres))
