@@ -16,7 +16,6 @@ from hookline.store.postgres import NOTIFY_CHANNEL as CHANNEL
 
 log = logging.getLogger("hookline.notify")
 
-# Transitional: api/deps.py's session dependency sends it; goes when that dependency goes.
 RECONNECT_AFTER = 1.0  # seconds, after the listening connection was lost
 
 
