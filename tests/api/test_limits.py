@@ -431,9 +431,7 @@ async def test_a_rate_of_zero_never_limits(settings, clock):
     ],
     ids=["bearer", "lowercase scheme", "basic", "empty token", "no header", "no client"],
 )
-def test_callers_are_keyed_by_a_hash_of_their_known_token_else_their_address(
-    headers, client, key
-):
+def test_callers_are_keyed_by_a_hash_of_their_known_token_else_their_address(headers, client, key):
     scope = {"type": "http", "headers": headers, "client": client}
     known = {hashlib.sha256(b"hl_user_abc").hexdigest()}
 

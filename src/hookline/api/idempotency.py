@@ -10,7 +10,6 @@ work is. Error answers are never stored: they roll back.
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Header
@@ -20,12 +19,13 @@ from pydantic import BaseModel
 from hookline.errors import Conflict
 from hookline.models import utcnow
 from hookline.store import units
+from hookline.store.prune import IDEMPOTENCY_KEY_TTL
 from hookline.store.sql import js, sql
 from hookline.store.units import Unit
 
 T = TypeVar("T")
 
-TTL = timedelta(hours=24)
+TTL = IDEMPOTENCY_KEY_TTL
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 IdempotencyKeyHeader = Annotated[

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,13 +44,26 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     )
     conn.row_factory = sqlite3.Row
     if not readonly:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     if readonly:
         conn.execute("PRAGMA query_only=ON")
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL unless it is already (the switch fails at once, without the busy
+    wait, while another connection writes; once set it stays set for every connection)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _params(statement: Statement, given: Any, now: datetime) -> dict[str, Any]:
