@@ -1,5 +1,6 @@
 """Prefixed, time-sortable ids: `usr_` + 26 Crockford base32 chars (48-bit ms time, 80 bits)."""
 
+import base64
 import os
 import threading
 import time
@@ -10,12 +11,14 @@ _last_ms = 0
 _last_rand = 0
 
 
-def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+# RFC 4648 base32 to Crockford's alphabet: b32encode does the bit work in C.
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+
+
+def _encode(ms: int, rand: int) -> str:
+    """26 characters: the 128 bits of (ms, rand) as 130 bits, two leading zeros."""
+    value = (ms << 80) | rand
+    return base64.b32encode((value << 30).to_bytes(20, "big"))[:26].translate(_CROCKFORD).decode()
 
 
 def new_id(prefix: str) -> str:
@@ -29,4 +32,4 @@ def new_id(prefix: str) -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
         _last_ms, _last_rand = now_ms, rand
-    return f"{prefix}_{_encode(now_ms, 10)}{_encode(rand, 16)}"
+    return f"{prefix}_{_encode(now_ms, rand)}"

@@ -67,7 +67,9 @@ async def _identify(request: Request, token: str) -> Caller | None:
         return Caller()
     if token.startswith(USER_PREFIX):
         # One indexed read per request (the unique index on token_hash).
-        username = await runtime.store.read(_lookup(_USER_BY_TOKEN, {"token_hash": hashed}))
+        username = await runtime.store.lookup(
+            lambda: _lookup(_USER_BY_TOKEN, {"token_hash": hashed})
+        )
         if username is not None:
             return Caller(username=username)
     return None

@@ -25,6 +25,7 @@ class _Backend(Protocol):
 
     async def write(self, unit: Unit[T]) -> T: ...
     async def read(self, unit: Unit[T]) -> T: ...
+    async def lookup(self, make_unit: Callable[[], Unit[T]]) -> T: ...
     async def close(self) -> None: ...
 
 
@@ -50,6 +51,11 @@ class Store:
     async def read(self, unit: Unit[T]) -> T:
         """Run `unit` on a reader, in one snapshot on SQLite; it must not write."""
         return await self._backend.read(unit)
+
+    async def lookup(self, make_unit: Callable[[], Unit[T]]) -> T:
+        """A single-row read by index, for every request's hot path (the caller's token): on
+        SQLite run at once, without a hand-off to a thread. `make_unit` may be called twice."""
+        return await self._backend.lookup(make_unit)
 
     def on_wake(self, callback: Callable[[], None]) -> None:
         """Call `callback` after every commit that made deliveries due (in this process)."""

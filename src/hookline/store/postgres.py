@@ -103,6 +103,9 @@ class PostgresBackend:
                 raise StoreUnavailable(str(exc)) from exc
             raise
 
+    async def lookup(self, make_unit: Callable[[], Unit[T]]) -> T:
+        return await self.read(make_unit())
+
     async def close(self) -> None:
         self._closed = True
         if self._pool is not None:

@@ -84,11 +84,31 @@ class Json:
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # how SQLite columns have held times since the start
 
 
+_PLAIN = (str, int, float, type(None))  # bound as they are (bool is an int)
+
+
+def sqlite_time(value: datetime) -> str:
+    """A time as SQLite columns hold it (formatted by hand: strftime costs several times more)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 - the fastest here
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
+
+
 def sqlite_value(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        return value.astimezone(UTC).strftime(TIME_FORMAT)
+        return sqlite_time(value)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, dict | list | tuple):

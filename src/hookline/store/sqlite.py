@@ -21,7 +21,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
-from hookline.store.sql import Statement, sqlite_value
+from hookline.store.sql import Statement, sqlite_time, sqlite_value
 from hookline.store.units import IntegrityError, Mode, Op, StoreUnavailable, Unit
 
 log = logging.getLogger("hookline.store")
@@ -31,23 +31,27 @@ T = TypeVar("T")
 # Units committed in one transaction at most: bounds the latency a large group adds.
 MAX_GROUP = 256
 BUSY_TIMEOUT_MS = 30_000
+# A lookup run in the event loop gives up on a busy file this soon (and goes to the reader).
+INLINE_BUSY_MS = 0
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(
+    path: Path, *, readonly: bool = False, busy_ms: int = BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, foreign keys on."""
     conn = sqlite3.connect(
         path,
         isolation_level=None,
         check_same_thread=False,
         cached_statements=512,
-        timeout=BUSY_TIMEOUT_MS / 1000,
+        timeout=busy_ms / 1000,
     )
     conn.row_factory = sqlite3.Row
     if not readonly:
         _use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
     if readonly:
         conn.execute("PRAGMA query_only=ON")
     return conn
@@ -69,7 +73,7 @@ def _use_wal(conn: sqlite3.Connection) -> None:
 def _params(statement: Statement, given: Any, now: datetime) -> dict[str, Any]:
     params = {name: sqlite_value(v) for name, v in given.items()}
     if statement.uses_now:
-        params.setdefault("now", sqlite_value(now))
+        params.setdefault("now", sqlite_time(now))
         for name in statement.after:
             seconds = given.get(name)
             at = None if seconds is None else now + timedelta(seconds=seconds)
@@ -98,7 +102,8 @@ class _Run:
             return None
         cursor = self.conn.execute(statement.sqlite, _params(statement, op.params, now))
         if op.mode is Mode.COUNT:
-            cursor.fetchall()  # a RETURNING clause's rows, if any: finish the statement
+            if cursor.description is not None:
+                cursor.fetchall()  # a RETURNING clause's rows: finish the statement
             return cursor.rowcount
         found = cursor.fetchall()
         if op.mode is Mode.ALL:
@@ -148,6 +153,7 @@ class SqliteBackend:
         )
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="hookline-reader")
         self._reader_conn: sqlite3.Connection | None = None
+        self._inline_conn: sqlite3.Connection | None = None
         self._closed = False
         self._writer.start()
 
@@ -168,7 +174,23 @@ class SqliteBackend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader, self._read, unit)
 
+    async def lookup(self, make_unit: Callable[[], Unit[T]]) -> T:
+        """A point read by index, run right here in the event loop: a WAL reader never waits
+        for the writer, and the hand-off to a thread costs more than such a read. Should the
+        file be busy (a checkpoint, another process recovering it), it goes to the reader."""
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        try:
+            if self._inline_conn is None:
+                self._inline_conn = connect(self.path, readonly=True, busy_ms=INLINE_BUSY_MS)
+            return _Run(self._inline_conn).unit(make_unit())
+        except sqlite3.OperationalError:
+            return await self.read(make_unit())
+
     async def close(self) -> None:
+        if self._inline_conn is not None:
+            self._inline_conn.close()
+            self._inline_conn = None
         if self._closed:
             return
         self._closed = True
