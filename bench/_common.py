@@ -39,7 +39,8 @@ PG_SERVER = os.environ.get("HOOKLINE_BENCH_POSTGRES", "postgresql://postgres@127
 PG_DATABASE = "hookline_bench"  # made and dropped by the PostgreSQL benchmarks; never `test`
 
 # The receiver every benchmark posts to: a bare aiohttp app in its own process (on uvloop, so
-# it costs as little CPU as it can). POST /hook/{n} answers 204 at once; POST /hang/{n} holds
+# it costs as little CPU as it can). POST /hook/{n} answers 204 at once, POST /slow/{n} after
+# 50 ms; POST /hang/{n} holds
 # the request until POST /release (then answers 503). GET /stats counts the answered hooks
 # and their first and last arrival (time.time(), in the sink); with /reset?log=1 it also
 # keeps (arrival, webhook-id, data.username) of each, for latency.
@@ -62,6 +63,10 @@ async def hook(request):
         data = json.loads(body).get("data") or {}
         state["log"].append((now, request.headers.get("webhook-id"), data.get("username")))
     return web.Response(status=204)
+
+async def slow(request):
+    await asyncio.sleep(0.05)  # a receiver that takes 50 ms to answer
+    return await hook(request)
 
 async def hang(request):
     await request.read()
@@ -95,6 +100,7 @@ async def main():
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_post("/hook/{n}", hook)
     app.router.add_post("/hang/{n}", hang)
+    app.router.add_post("/slow/{n}", slow)
     app.router.add_post("/release", do_release)
     app.router.add_post("/reset", reset)
     app.router.add_get("/stats", stats)
@@ -132,8 +138,9 @@ class Sink:
         self._proc: subprocess.Popen[bytes] | None = None
         self._session: aiohttp.ClientSession | None = None
 
-    def url(self, n: int = 0, *, hang: bool = False) -> str:
-        return f"{self.base}/{'hang' if hang else 'hook'}/{n}"
+    def url(self, n: int = 0, *, hang: bool = False, slow: bool = False) -> str:
+        kind = "hang" if hang else "slow" if slow else "hook"
+        return f"{self.base}/{kind}/{n}"
 
     def _spawn(self) -> None:
         self._proc = subprocess.Popen(pinned([PYTHON, "-c", SINK, str(self.port)], self._cpus))
