@@ -47,7 +47,7 @@ BENCHMARKS: list[tuple[str, str, list[str], bool]] = [
     ("p1", "p1_serve_delivery.py", [], False),
     ("worker_cost", "worker_cost.py", [], False),
     ("p2", "p2_api_messages.py", [], False),
-    ("api_cost", "api_request_cost.py", [], False),
+    ("serve_registrations", "serve_registrations.py", [], False),
     ("p3", "p3_latency_hanging_receiver.py", [], False),
     ("p3_backlog", "p3_latency_hanging_receiver.py", ["--backlog", "100000"], False),
     ("p4", "p4_isolation.py", [], False),
