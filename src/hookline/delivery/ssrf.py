@@ -60,6 +60,7 @@ FORBIDDEN_V6 = _nets(
 )
 # IPv6 forms that carry an IPv4 address: judged by the IPv4 address inside.
 _MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765's IPv4-translated form
 _COMPATIBLE = ipaddress.ip_network("::/96")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
@@ -70,9 +71,10 @@ class ForbiddenDestination(OSError):
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, compatible, NAT64, 6to4), if any."""
+    """The IPv4 address an IPv6 address carries (mapped, translated, compatible, NAT64, 6to4),
+    if any."""
     value = int(address)
-    if address in _MAPPED or address in _NAT64 or address in _COMPATIBLE:
+    if any(address in net for net in (_MAPPED, _TRANSLATED, _NAT64, _COMPATIBLE)):
         return ipaddress.IPv4Address(value & 0xFFFFFFFF)
     if address in _SIX_TO_FOUR:
         return ipaddress.IPv4Address((value >> 80) & 0xFFFFFFFF)

@@ -2,6 +2,8 @@
 
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 from hookline.delivery import ssrf
 from hookline.errors import AppError, Unprocessable
 
@@ -25,6 +27,14 @@ def check(url: str) -> str:
         raise Unprocessable(f"Invalid webhook URL '{url}': credentials in URLs are not allowed")
     if port == 0:
         raise Unprocessable(f"Invalid webhook URL '{url}': port 0 is not a valid port")
+    try:
+        # The host as the HTTP client will read it (IDNA): a name it cannot encode is refused
+        # here, not met as a crash at registration or as a failure at every attempt.
+        host = URL(url).host or ""
+        if ":" not in host:  # a name (or IPv4): the resolver encodes it with IDNA
+            host.encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        raise Unprocessable(f"Invalid webhook URL '{url}': {exc}") from exc
     return url
 
 
