@@ -882,3 +882,17 @@ async def test_a_wildcard_endpoint_gets_every_event_once(
     [disabled] = [p["data"] for p in received if p["event"] == "webhook_disabled"]
     assert (disabled["id"], disabled["url"]) == (victim["id"], receiver.url("/victim"))
     assert disabled["reason"] == "disabled by request"
+
+
+async def test_a_second_rotation_within_the_overlap_is_409_and_keeps_both_secrets(
+    api: RunningApp,
+) -> None:
+    registered = await subscribe(api.client, HOOK)
+    first = await rotate(api.client, registered["id"])
+
+    again = await api.client.post(f"/webhooks/{registered['id']}/secret/rotate")
+
+    assert again.status_code == 409, again.text
+    assert "rotated less than 24 hours ago" in again.json()["detail"]
+    assert first["previous_valid_until"][:19] in again.json()["detail"]
+    assert await secret_of(api.client, registered["id"]) == first["secret"]

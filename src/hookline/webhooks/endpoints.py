@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from hookline.delivery import signing
+from hookline.delivery import envelope, signing
 from hookline.delivery.sender import Sender
 from hookline.delivery.ssrf import DestinationCheck
 from hookline.errors import AppError, Conflict, NotFound, Unprocessable
@@ -45,10 +45,13 @@ _SUBSCRIBE = sql(
 _REMOVE = sql("DELETE FROM endpoints WHERE id = :id RETURNING id")
 _SECRET = sql("SELECT secret FROM endpoints WHERE id = :id")
 # SET reads the row as it was: the present secret becomes the old one.
+# A second rotation inside the overlap would drop the first secret at once, while receivers
+# were promised 24 hours with it: refused until the overlap has passed.
 _ROTATE = sql(
     "UPDATE endpoints SET old_secret = secret, secret = :secret, old_secret_until = :until"
-    " WHERE id = :id RETURNING id"
+    " WHERE id = :id AND (old_secret_until IS NULL OR old_secret_until <= {now}) RETURNING id"
 )
+_OVERLAP_UNTIL = sql("SELECT old_secret_until FROM endpoints WHERE id = :id")
 
 
 def _not_found(endpoint_id: str) -> NotFound:
@@ -160,7 +163,13 @@ def rotate_secret(*, box: SecretBox, endpoint_id: str) -> Unit[RotatedSecret]:
     new_secret = signing.generate_secret()
     params = {"id": endpoint_id, "secret": box.seal(new_secret), "until": until}
     if (yield units.value(_ROTATE, params)) is None:
-        raise _not_found(endpoint_id)
+        found = yield units.one(_OVERLAP_UNTIL, {"id": endpoint_id})
+        if found is None:
+            raise _not_found(endpoint_id)
+        raise Conflict(
+            f"Webhook '{endpoint_id}' was rotated less than 24 hours ago: its previous secret"
+            f" signs until {envelope.timestamp(ts_required(found[0]))}; rotate again after that"
+        )
     return RotatedSecret(secret=new_secret, previous_valid_until=until)
 
 
