@@ -61,6 +61,13 @@ PENDING, SUCCEEDED, FAILED = Status.PENDING, Status.SUCCEEDED, Status.FAILED
         ),
         pytest.param(answered(500), 3, {}, Decision(FAILED), id="schedule used up"),
         pytest.param(
+            Outcome(STARTED, 1, error_kind="forbidden_destination", error="private address"),
+            1,
+            {},
+            Decision(FAILED),
+            id="a forbidden destination fails at once",
+        ),
+        pytest.param(
             answered(503, retry_after=5.0), 3, {}, Decision(FAILED), id="used up, Retry-After"
         ),
         pytest.param(answered(500), 1, {"probe": True}, Decision(FAILED), id="ping never retried"),

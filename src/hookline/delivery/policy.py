@@ -14,6 +14,7 @@ from hookline.store.status import Status
 
 GONE = 410
 GONE_REASON = "the receiver answered 410 Gone"
+FORBIDDEN_DESTINATION = "forbidden_destination"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,8 @@ def decide(
         return SUCCEEDED
     if outcome.status_code == GONE:
         return GONE_FOR_GOOD
-    if probe:
+    # The URL points where webhooks may not go: the schedule would only ask again and again.
+    if probe or outcome.error_kind == FORBIDDEN_DESTINATION:
         return FAILED
     delay = next_delay(
         attempt_number,
