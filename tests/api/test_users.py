@@ -205,3 +205,14 @@ async def test_a_limit_out_of_bounds_is_422(api, limit):
 
     assert response.status_code == 422
     assert isinstance(response.json()["detail"], list)
+
+
+async def test_the_next_link_is_relative_and_never_echoes_a_forged_host(api):
+    for name in ("ann", "ben"):
+        assert (await api.client.post("/users", json={"username": name})).status_code == 201
+
+    response = await api.client.get("/users?limit=1", headers={"Host": "evil.example"})
+
+    link = next_link(response)
+    assert link is not None and link.startswith("/users?")
+    assert "evil.example" not in response.headers["link"]

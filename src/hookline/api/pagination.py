@@ -17,9 +17,13 @@ After = Annotated[
 
 
 def set_next_link(request: Request, response: Response, last_id: str) -> None:
-    """Point the client at the page after `last_id` (RFC 8288 `Link: <…>; rel="next"`)."""
+    """Point the client at the page after `last_id` (RFC 8288 `Link: <…>; rel="next"`).
+
+    Relative (a path and query): built from the request's Host header, an absolute link would
+    send clients wherever a forged Host says."""
     url = request.url.include_query_params(after=last_id)
-    response.headers["Link"] = f'<{url}>; rel="next"'
+    target = url.path + (f"?{url.query}" if url.query else "")
+    response.headers["Link"] = f'<{target}>; rel="next"'
 
 
 # The newer list routes (CONTRACT §5): newest first, `{"data": [...], "next_cursor": ...}`.
