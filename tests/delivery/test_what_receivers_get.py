@@ -36,6 +36,8 @@ def assert_standard_headers(received: Received, *, event_id: str, sent: tuple[in
     assert headers["webhook-signature"].startswith("v1,")
     assert headers["content-type"] == "application/json"
     assert headers["user-agent"] == f"hookline/{__version__}"
+    # Answers are stored as they come (only the first 4 KiB): never ask for a compressed one.
+    assert headers.get("accept-encoding", "identity") == "identity"
 
 
 async def test_user_registered_arrives_as_signed_compact_envelope(

@@ -105,7 +105,12 @@ class Sender:
             timeout=self._timeout,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"user-agent": USER_AGENT, "content-type": "application/json"},
+            # Answers are kept as they come: a compressed one would be stored unreadable.
+            headers={
+                "user-agent": USER_AGENT,
+                "content-type": "application/json",
+                "accept-encoding": "identity",
+            },
         )
 
     async def close(self) -> None:
