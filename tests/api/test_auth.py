@@ -247,6 +247,12 @@ async def endpoint_of_its_own(world: World) -> Call:
     return Call(f"/webhooks/{created['id']}")
 
 
+async def rotation_of_its_own(world: World) -> Call:
+    # A fresh endpoint per call: a second rotation within 24 hours is a 409.
+    created = await subscribe(world.admin, world.fresh(f"{CLOSED}/rotated"), "user_registered")
+    return Call(f"/webhooks/{created['id']}/secret/rotate")
+
+
 async def recover_failed(world: World) -> Call:
     await world.fail_deliveries()
     return Call(f"/webhooks/{world.endpoint_id}/recover", json={"since": "2000-01-01T00:00:00Z"})
@@ -303,7 +309,7 @@ ROWS = [
         "/webhooks/{endpoint_id}/secret/rotate",
         ADMIN_ONLY,
         200,
-        plain("/webhooks/{endpoint}/secret/rotate"),
+        rotation_of_its_own,
     ),
     Row(
         "POST", "/webhooks/{endpoint_id}/ping", ADMIN_ONLY, 200, plain("/webhooks/{endpoint}/ping")

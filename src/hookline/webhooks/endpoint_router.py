@@ -68,11 +68,17 @@ async def get_secret(endpoint_id: EndpointId, store: StoreDep, box: SecretBoxDep
     return SecretOut(secret=await store.read(endpoints.secret(box=box, endpoint_id=endpoint_id)))
 
 
-@router.post("/secret/rotate", responses=_404)
+@router.post(
+    "/secret/rotate",
+    responses={**_404, 409: {"description": "Rotated less than 24 hours ago"}},
+)
 async def rotate_secret(
     endpoint_id: EndpointId, store: StoreDep, box: SecretBoxDep
 ) -> RotatedSecret:
-    """A new secret; for 24 hours both sign every attempt (two `v1,` signatures)."""
+    """A new secret; for 24 hours both sign every attempt (two `v1,` signatures).
+
+    Another rotation within those 24 hours is `409`: it would cut the overlap short.
+    """
     return await store.write(endpoints.rotate_secret(box=box, endpoint_id=endpoint_id))
 
 
