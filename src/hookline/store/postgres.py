@@ -28,14 +28,23 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # Raised by a connection that was lost mid-operation ("another operation in progress").
+    asyncpg.InternalClientError,
 )
 
 
 def _unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, _OUTAGES):
-        return True
-    code = str(getattr(exc, "sqlstate", "") or "")
-    return code.startswith(("08", "57P", "53"))
+    """Whether `exc` (or what caused it) means the database cannot be reached now."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain of causes, never a cycle followed for ever
+        if seen is None:
+            break
+        if isinstance(seen, _OUTAGES):
+            return True
+        if str(getattr(seen, "sqlstate", "") or "").startswith(("08", "57P", "53")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _args(op: Op) -> list[Any]:
