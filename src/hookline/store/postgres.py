@@ -34,17 +34,12 @@ _OUTAGES: tuple[type[BaseException], ...] = (
 
 
 def _unavailable(exc: BaseException) -> bool:
-    """Whether `exc` (or what caused it) means the database cannot be reached now."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # a chain of causes, never a cycle followed for ever
-        if seen is None:
-            break
-        if isinstance(seen, _OUTAGES):
-            return True
-        if str(getattr(seen, "sqlstate", "") or "").startswith(("08", "57P", "53")):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    """Whether `exc` means the database cannot be reached now. Only the error itself is
+    judged: a unit's own error may carry an OSError as its cause (a URL that did not resolve)."""
+    if isinstance(exc, _OUTAGES):
+        return True
+    code = str(getattr(exc, "sqlstate", "") or "")
+    return code.startswith(("08", "57P", "53"))
 
 
 def _args(op: Op) -> list[Any]:
