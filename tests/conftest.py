@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from hookline import migrate
 from hookline.config import Settings
 from hookline.models import Base
+from hookline.store import Store, open_store
 from tests.support.app import RunningApp, running_app
 from tests.support.db import inspection_engine as create_engine
 from tests.support.receiver import Receiver
@@ -148,6 +149,16 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    """A store on this test's database, closed afterwards."""
+    opened = open_store(settings)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

@@ -37,15 +37,6 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    opened = open_store(settings)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
 def counting(batches: list[int]) -> Callable[..., Unit[int]]:
     """prune.prune_batch, noting how many events each batch pruned."""
     prune_batch = prune.prune_batch

@@ -31,15 +31,6 @@ _NOW = sql("SELECT {now}")
 
 
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    opened = open_store(settings)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
 async def db(settings: Settings) -> AsyncIterator[support.TestDb]:
     """For arranging and inspecting rows behind the store's back."""
     found = support.test_db(settings)

@@ -8,20 +8,11 @@ from sqlalchemy import select
 
 from hookline.config import Settings
 from hookline.models import Delivery, Endpoint, Event, utcnow
-from hookline.store import Store, health, open_store
+from hookline.store import Store, health
 from hookline.store.health import AttemptResult
 from tests.delivery.helpers import delivery, seed_due
 from tests.support import db as support
 from tests.support.db import SessionMaker
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    opened = open_store(settings)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture

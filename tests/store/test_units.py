@@ -2,7 +2,6 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 
 from hookline.config import Settings
 from hookline.errors import Conflict
-from hookline.store import Store, StoreUnavailable, open_store, units
+from hookline.store import Store, StoreUnavailable, units
 from hookline.store.sql import sql, ts
 from hookline.store.units import Unit
 
@@ -26,15 +25,6 @@ _COUNT = sql("SELECT count(*) FROM users")
 _NOW = sql("SELECT {now}")
 _IN = sql("SELECT count(*) FROM users WHERE username {in:names}")
 _AFTER = sql("SELECT {after:seconds}")
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[Store]:
-    opened = open_store(settings)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def add_user(name: str, *, then_fail: bool = False, pause: float = 0.0) -> Unit[str]:
