@@ -10,6 +10,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from aiohttp.connector import Connection
+from aiohttp.http import RawResponseMessage
+from aiohttp.streams import StreamReader
 
 from hookline import __version__
 from hookline.config import Settings
@@ -18,6 +21,8 @@ from hookline.models import utcnow
 from hookline.secretbox import SecretBox
 
 RESPONSE_BODY_LIMIT = 4096
+# Informational (1xx) responses a receiver may send before its answer; one or two are legal.
+MAX_INFORMATIONAL_RESPONSES = 10
 USER_AGENT = f"hookline/{__version__}"
 
 
@@ -48,6 +53,47 @@ class Outcome:
             "error_kind": self.error_kind,
             "error": self.error,
         }
+
+
+class TooManyInformationalResponses(aiohttp.ClientError):
+    """The receiver kept sending 1xx responses instead of an answer."""
+
+
+class _Response(aiohttp.ClientResponse):
+    """A response that refuses an endless stream of 1xx responses.
+
+    ClientResponse.start() reads 1xx responses in a loop without a bound, so a receiver
+    streaming `102 Processing` would hold the attempt (and a CPU core) until the timeout.
+    start() reads each response with `protocol.read()`; for the length of start() that read is
+    wrapped to count them. The error ends start(), and aiohttp then closes the connection.
+    """
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        protocol = connection.protocol
+        if protocol is None:
+            return await super().start(connection)
+        read = protocol.read
+        informational = 0
+
+        async def counted_read() -> tuple[RawResponseMessage, StreamReader]:
+            nonlocal informational
+            message, payload = await read()
+            # The codes start() reads past: 1xx but 101 (Switching Protocols).
+            if 100 <= message.code <= 199 and message.code != 101:
+                informational += 1
+                if informational > MAX_INFORMATIONAL_RESPONSES:
+                    raise TooManyInformationalResponses(
+                        f"the receiver sent more than {MAX_INFORMATIONAL_RESPONSES}"
+                        " informational (1xx) responses"
+                    )
+            return message, payload
+
+        protocol.read = counted_read  # type: ignore[method-assign]
+        try:
+            return await super().start(connection)
+        finally:
+            # The connection (and its protocol) may serve the next request: its own read again.
+            del protocol.read
 
 
 class Sender:
@@ -103,6 +149,7 @@ class Sender:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
+            response_class=_Response,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             # Answers are kept as they come: a compressed one would be stored unreadable.
