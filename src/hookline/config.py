@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, gt=0)
     # Send a `ping` event to an endpoint when it is created (GitHub does; one attempt).
     ping_on_create: bool = True
+    # How many endpoints one user may own (CONTRACT §9).
+    max_endpoints_per_user: int = Field(default=10, ge=0)
 
     worker_concurrency: int = Field(default=64, ge=1)
     # Attempts in flight to one endpoint from one worker: a slow endpoint holds no more.

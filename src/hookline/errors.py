@@ -9,14 +9,17 @@ AppError (500)
 """
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
+
+# A sentence, or (for 422s that name fields) FastAPI's list of {"type", "loc", "msg"}.
+Detail = str | list[dict[str, Any]]
 
 
 class AppError(Exception):
     status_code = 500
     headers: ClassVar[Mapping[str, str] | None] = None
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: Detail) -> None:
         super().__init__(detail)
         self.detail = detail
 

@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     String,
@@ -72,9 +73,31 @@ class Message(Base):
 
 class Endpoint(Base):
     __tablename__ = "endpoints"
+    __table_args__ = (
+        # One endpoint per URL for the admin, and per URL for each user: a user's URL never
+        # collides with another's (nor tells it that the other has it).
+        Index(
+            "uq_endpoints_admin_url",
+            "url",
+            unique=True,
+            postgresql_where=text("owner_id IS NULL"),
+            sqlite_where=text("owner_id IS NULL"),
+        ),
+        Index(
+            "uq_endpoints_owner_url",
+            "owner_id",
+            "url",
+            unique=True,
+            postgresql_where=text("owner_id IS NOT NULL"),
+            sqlite_where=text("owner_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # The user whose endpoint this is (it gets only the events that concern that user);
+    # NULL for the admin's, which get every event they subscribe to.
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     description: Mapped[str | None] = mapped_column(Text)
     secret: Mapped[str] = mapped_column(Text)
     old_secret: Mapped[str | None] = mapped_column(Text)
@@ -86,6 +109,24 @@ class Endpoint(Base):
     failing_since: Mapped[datetime | None]
     # Custom request headers sent with every attempt, {name: value}.
     headers: Mapped[dict[str, Any] | None]
+    # Per-endpoint delivery options: which events get a delivery, attempts per second, one at
+    # a time in stored order.
+    filter: Mapped[dict[str, Any] | None]
+    rate_limit: Mapped[float | None] = mapped_column(Float)
+    ordered: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    created_at: Mapped[datetime]
+
+
+class EventType(Base):
+    """An application-defined event type (the built-in ones are hookline's code, not rows)."""
+
+    __tablename__ = "event_types"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    # A JSON Schema (2020-12) for the events' `data`; NULL accepts any object.
+    schema: Mapped[dict[str, Any] | None]
+    archived: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime]
 
 
@@ -107,6 +148,9 @@ class Event(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     event: Mapped[str] = mapped_column(String(64), index=True)
     payload: Mapped[dict[str, Any]]
+    # The user the event concerns (a message's recipient, `"user"` of POST /events): only that
+    # user's endpoints get it, beside the admin's.
+    user_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(index=True)
 
 

@@ -6,10 +6,12 @@ from hookline import migrate, secretbox
 from hookline.config import Settings
 from hookline.delivery.ssrf import DestinationCheck
 from hookline.errors import AppError, Conflict
+from hookline.events import types
 from hookline.secretbox import SecretBox
 from hookline.store import open_store
 from hookline.store.units import Unit
 from hookline.webhooks import service as webhooks
+from hookline.webhooks import urls as webhook_urls
 
 
 class SeedError(Exception):
@@ -33,11 +35,11 @@ async def import_file(settings: Settings, data: Any) -> tuple[int, int]:
     box = secretbox.load(settings)
     destinations = DestinationCheck(allow_private_networks=settings.allow_private_networks)
     checked = []
-    for event, url in pairs:  # every pair before anything is written
-        try:
-            checked.append(await webhooks.checked(destinations=destinations, event=event, url=url))
-        except AppError as exc:
-            raise SeedError(f"{event} {url}: {exc.detail}") from exc
+    for event, url in pairs:  # every URL before anything is written (the events in the unit)
+        refusal = await webhook_urls.refusal(url, destinations)
+        if refusal is not None:
+            raise SeedError(f"{event} {url}: {refusal.detail}")
+        checked.append((event, url.strip()))
     await migrate.upgrade(settings)
     store = open_store(settings)
     try:
@@ -50,7 +52,11 @@ def _subscribe_all(box: SecretBox, pairs: list[tuple[str, str]]) -> Unit[tuple[i
     added = existing = 0
     for event, url in pairs:
         try:
-            yield from webhooks.register(box=box, event=event, url=url)
+            name = yield from types.subscribable(event)
+        except AppError as exc:  # the whole import rolls back
+            raise SeedError(f"{event} {url}: {exc.detail}") from exc
+        try:
+            yield from webhooks.register(box=box, event=name, url=url)
             added += 1
         except Conflict:  # subscribed already (it wrote nothing)
             existing += 1

@@ -30,6 +30,10 @@ UNKNOWN = "wh_doesnotexist"
 ENDPOINT_FIELDS = {
     "id",
     "url",
+    "owner",
+    "filter",
+    "rate_limit",
+    "ordered",
     "description",
     "events",
     "headers",
@@ -159,6 +163,12 @@ async def test_get_shows_exactly_the_endpoint_fields_and_never_the_secret(
     assert (body["id"], body["url"]) == (registered["id"], HOOK)
     assert body["events"] == ["user_registered", "user_send_message"]
     assert (body["description"], body["headers"]) == (None, {})
+    assert (body["owner"], body["filter"], body["rate_limit"], body["ordered"]) == (
+        None,
+        None,
+        None,
+        False,
+    )
     assert (body["enabled"], body["disabled_reason"], body["disabled_at"]) == (True, None, None)
     assert body["failing_since"] is None
     assert abs(seconds_from_now(body["created_at"])) < 60

@@ -1,18 +1,23 @@
-"""Migrations: 0004's index may be built online beforehand (docs/deploy.md), and is kept."""
+"""Migrations: they build the models' schema; 0004's index may be built online beforehand
+(docs/deploy.md) and is kept; 0006's table rebuild keeps every row."""
 
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline import migrate
 from hookline.config import Settings
+from hookline.models import Base
 from tests.conftest import IN_CI, POSTGRES_URL, _pg_dsn
 from tests.support.db import inspection_engine as create_engine
 
@@ -101,3 +106,79 @@ async def test_0004_builds_the_index_and_its_downgrade_drops_it(database_url: st
 
     assert INDEX in built
     assert INDEX not in dropped
+
+
+def _differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection)
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def test_the_migrated_schema_is_the_models_schema(database_url: str) -> None:
+    engine = create_engine(Settings(_env_file=None, database_url=database_url))
+    try:
+        await migrate.upgrade_engine(engine)
+        async with engine.connect() as conn:
+            differences = await conn.run_sync(_differences)
+    finally:
+        await engine.dispose()
+
+    assert differences == []
+
+
+SEEDED = [
+    "INSERT INTO endpoints (id, url, secret, enabled, created_at)"
+    " VALUES ('wh_1', 'https://example.com/a', 'sealed', TRUE, '2026-01-01 00:00:00')",
+    "INSERT INTO subscriptions (endpoint_id, event) VALUES ('wh_1', 'user_registered')",
+    "INSERT INTO events (id, event, payload, created_at)"
+    " VALUES ('evt_1', 'user_registered', '{}', '2026-01-01 00:00:00')",
+    "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempts_made, created_at)"
+    " VALUES ('dlv_1', 'evt_1', 'wh_1', 'pending', 0, '2026-01-01 00:00:00')",
+]
+COUNTS = "SELECT (SELECT count(*) FROM subscriptions), (SELECT count(*) FROM deliveries)"
+
+
+async def test_0006_keeps_every_endpoint_with_its_subscriptions_and_deliveries(
+    database_url: str,
+) -> None:
+    # On SQLite 0006 rebuilds the endpoints table: with foreign keys enforced, dropping the old
+    # one would cascade to every subscription and delivery. The engine `hookline migrate` uses.
+    engine = migrate.migration_engine(Settings(_env_file=None, database_url=database_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0005"))
+            for statement in SEEDED:
+                await conn.execute(text(statement))
+        await migrate.upgrade_engine(engine)
+        async with engine.connect() as conn:
+            after = tuple((await conn.execute(text(COUNTS))).one())
+            owner = (await conn.execute(text("SELECT owner_id FROM endpoints"))).scalar_one()
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(migrate._config(c), "0005"))
+            back = tuple((await conn.execute(text(COUNTS))).one())
+    finally:
+        await engine.dispose()
+
+    assert after == (1, 1)
+    assert owner is None
+    assert back == (1, 1)
+
+
+async def test_0006_refuses_to_rebuild_a_table_where_foreign_keys_would_cascade(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(  # enforces foreign keys
+        Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'hookline.db'}")
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0005"))
+            for statement in SEEDED:
+                await conn.execute(text(statement))
+        with pytest.raises(RuntimeError, match="foreign keys off"):
+            await migrate.upgrade_engine(engine)
+        async with engine.connect() as conn:
+            kept = tuple((await conn.execute(text(COUNTS))).one())
+    finally:
+        await engine.dispose()
+
+    assert kept == (1, 1)

@@ -49,7 +49,7 @@ async def publish_many(
     def publish() -> Any:
         ids = []
         for n in range(count):
-            ids.append((yield from outbox.publish(event=event, data=data or {"n": n})))
+            ids.append((yield from outbox.publish(event=event, data=data or {"n": n})).event_id)
         return ids
 
     published: list[str] = await store.write(publish())

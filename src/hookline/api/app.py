@@ -19,7 +19,7 @@ from hookline.errors import AppError
 from hookline.events.router import router as events_router
 from hookline.store import StoreUnavailable
 from hookline.users.router import router as users_router
-from hookline.webhooks.endpoint_router import router as endpoint_router
+from hookline.webhooks import endpoint_router
 from hookline.webhooks.router import router as webhooks_router
 
 log = logging.getLogger("hookline.api")
@@ -106,7 +106,10 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(users_router)
     app.include_router(webhooks_router)
-    app.include_router(endpoint_router)
+    app.include_router(endpoint_router.collection)
+    app.include_router(endpoint_router.by_id, prefix="/endpoints")
+    # The name scripts used first: the same handlers, left out of the schema.
+    app.include_router(endpoint_router.by_id, prefix="/webhooks", include_in_schema=False)
     app.include_router(events_router)
     return app
 

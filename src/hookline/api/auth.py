@@ -21,7 +21,7 @@ from hookline.api.deps import runtime_of
 from hookline.api.limits import AUTHENTICATED
 from hookline.errors import Forbidden, Unauthorized
 from hookline.store import units
-from hookline.store.sql import Statement, sql
+from hookline.store.sql import sql
 from hookline.store.units import Unit
 from hookline.tokens import USER_PREFIX, token_hash
 
@@ -31,10 +31,16 @@ class Caller:
     """Who sent the request: the admin, or a user."""
 
     username: str | None = None  # None for the admin
+    user_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.username is None
+
+    @property
+    def scope(self) -> str | None:
+        """Whose endpoints the caller sees: its own (a user's id), or everyone's (None)."""
+        return self.user_id
 
     def may_act_as(self, username: str) -> bool:
         return self.is_admin or self.username == username.strip().lower()
@@ -48,12 +54,12 @@ _bearer = HTTPBearer(
 
 MISSING = "Missing bearer token: send 'Authorization: Bearer <token>'"
 
-_USER_BY_TOKEN = sql("SELECT username FROM users WHERE token_hash = :token_hash")
+_USER_BY_TOKEN = sql("SELECT id, username FROM users WHERE token_hash = :token_hash")
 
 
-def _lookup(statement: Statement, params: dict[str, str] | None = None) -> Unit[str | None]:
-    found = yield units.value(statement, params)
-    return None if found is None else str(found)
+def _lookup(token_hash: str) -> Unit[Caller | None]:
+    found = yield units.one(_USER_BY_TOKEN, {"token_hash": token_hash})
+    return None if found is None else Caller(username=found[1], user_id=found[0])
 
 
 async def _identify(request: Request, token: str) -> Caller | None:
@@ -67,11 +73,7 @@ async def _identify(request: Request, token: str) -> Caller | None:
         return Caller()
     if token.startswith(USER_PREFIX):
         # One indexed read per request (the unique index on token_hash).
-        username = await runtime.store.lookup(
-            lambda: _lookup(_USER_BY_TOKEN, {"token_hash": hashed})
-        )
-        if username is not None:
-            return Caller(username=username)
+        return await runtime.store.lookup(lambda: _lookup(hashed))
     return None
 
 

@@ -1,12 +1,11 @@
 """The event log and the delivery log: reading them, and sending deliveries again by hand."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from itertools import combinations
 from typing import Any
 
 from hookline.errors import Conflict, NotFound
-from hookline.events import service as events
+from hookline.events import types
 from hookline.events.schemas import (
     AttemptOut,
     DeliveryDetail,
@@ -15,48 +14,29 @@ from hookline.events.schemas import (
     EventOut,
 )
 from hookline.store import redelivery, units
-from hookline.store.sql import Statement, js, sql, ts, ts_required
+from hookline.store.sql import js, pick, sql, ts, ts_required, variants
 from hookline.store.units import Unit
 
-LOGGED_EVENTS = (*events.SUBSCRIBABLE, events.PING)
-
-
-def _filtered(
-    select: str, order: str, *, always: Sequence[str] = (), optional: Mapping[str, str]
-) -> dict[frozenset[str], Statement]:
-    """One statement per combination of the optional conditions, keyed by the names given:
-    each stays a plain range of an index, which `(:x IS NULL OR ...)` would not."""
-    variants = {}
-    for n in range(len(optional) + 1):
-        for names in combinations(optional, n):
-            where = [*always, *(optional[name] for name in names)]
-            condition = f" WHERE {' AND '.join(where)}" if where else ""
-            variants[frozenset(names)] = sql(f"{select}{condition} {order}")
-    return variants
-
-
-def _pick(variants: dict[frozenset[str], Statement], params: dict[str, Any]) -> Statement:
-    return variants[frozenset(name for name, value in params.items() if value is not None)]
-
-
-_EVENTS = _filtered(
+_EVENTS = variants(
     "SELECT id, event, payload, created_at FROM events",
     "ORDER BY id DESC LIMIT :limit",
     optional={"event": "event = :event", "cursor": "id < :cursor"},
 )
 _EVENT = sql("SELECT id, event, payload, created_at FROM events WHERE id = :id")
 
+# The last column, the endpoint's owner, decides who may see the delivery.
 _DELIVERY_COLUMNS = (
     "d.id, d.event_id, v.event, d.endpoint_id, e.url, d.status, d.attempts_made,"
-    " d.next_attempt_at, d.created_at, d.finished_at"
+    " d.next_attempt_at, d.created_at, d.finished_at, e.owner_id"
 )
+_OWNER = 10
 _DELIVERY_TABLES = (
     "deliveries d JOIN events v ON v.id = d.event_id JOIN endpoints e ON e.id = d.endpoint_id"
 )
 _OF_EVENT = sql(
     f"SELECT {_DELIVERY_COLUMNS} FROM {_DELIVERY_TABLES} WHERE d.event_id = :event_id ORDER BY d.id"
 )
-_OF_ENDPOINT = _filtered(
+_OF_ENDPOINT = variants(
     f"SELECT {_DELIVERY_COLUMNS} FROM {_DELIVERY_TABLES}",
     "ORDER BY d.id DESC LIMIT :limit",
     always=["d.endpoint_id = :endpoint_id"],
@@ -69,11 +49,18 @@ _WITH_ATTEMPTS = sql(
     f"SELECT {_DELIVERY_COLUMNS}, {_ATTEMPT_COLUMNS} FROM {_DELIVERY_TABLES}"
     " LEFT JOIN attempts a ON a.delivery_id = d.id WHERE d.id = :id ORDER BY a.number"
 )
-_ENDPOINT_ENABLED = sql("SELECT enabled FROM endpoints WHERE id = :id")
+_ENDPOINT_ENABLED = sql("SELECT enabled, owner_id FROM endpoints WHERE id = :id")
 _DELIVERY_ENDPOINT = sql(
-    "SELECT d.endpoint_id, e.enabled FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id"
-    " WHERE d.id = :id"
+    "SELECT d.endpoint_id, e.enabled, e.owner_id FROM deliveries d"
+    " JOIN endpoints e ON e.id = d.endpoint_id WHERE d.id = :id"
 )
+
+# Whose deliveries the caller sees: None for the admin (all), else a user's id (its endpoints').
+Scope = str | None
+
+
+def _visible(owner_id: str | None, scope: Scope) -> bool:
+    return scope is None or owner_id == scope
 
 
 def _delivery_out(row: Sequence[Any]) -> DeliveryOut:
@@ -99,42 +86,50 @@ def list_events(*, event: str | None, limit: int, cursor: str | None) -> Unit[li
     """Events, newest first, older than `cursor` (an event id) when given."""
     name = None
     if event is not None:
-        name = event.strip().lower()
-        if name not in LOGGED_EVENTS:
+        found = yield from types.find(event)
+        if found is None:
             raise NotFound(f"Event '{event}' not found")
+        name = found.name
     params = {"event": name, "cursor": cursor}
-    found = yield units.rows(_pick(_EVENTS, params), {**params, "limit": limit})
+    found = yield units.rows(pick(_EVENTS, params), {**params, "limit": limit})
     return [_event_out(row) for row in found]
 
 
-def get_event(*, event_id: str) -> Unit[EventDetail]:
+def get_event(*, event_id: str, scope: Scope = None) -> Unit[EventDetail]:
+    """One event with its deliveries; a user sees an event only through its own endpoints'
+    deliveries, and only those."""
     found = yield units.one(_EVENT, {"id": event_id})
     if found is None:
         raise NotFound(f"Event '{event_id}' not found")
-    deliveries = yield units.rows(_OF_EVENT, {"event_id": event_id})
+    rows = yield units.rows(_OF_EVENT, {"event_id": event_id})
+    deliveries = [row for row in rows if _visible(row[_OWNER], scope)]
+    if scope is not None and not deliveries:
+        raise NotFound(f"Event '{event_id}' not found")
     return EventDetail(
         **_event_out(found).model_dump(), deliveries=[_delivery_out(row) for row in deliveries]
     )
 
 
 def list_deliveries(
-    *, endpoint_id: str, status: str | None, limit: int, cursor: str | None
+    *, endpoint_id: str, status: str | None, limit: int, cursor: str | None, scope: Scope = None
 ) -> Unit[list[DeliveryOut]]:
     """An endpoint's deliveries, newest first, older than `cursor` (a delivery id) when given."""
-    yield from _endpoint_enabled(endpoint_id)  # its 404
+    yield from _endpoint_enabled(endpoint_id, scope)  # its 404
     params = {"status": status, "cursor": cursor}
     found = yield units.rows(
-        _pick(_OF_ENDPOINT, params), {**params, "endpoint_id": endpoint_id, "limit": limit}
+        pick(_OF_ENDPOINT, params), {**params, "endpoint_id": endpoint_id, "limit": limit}
     )
     return [_delivery_out(row) for row in found]
 
 
-def get_delivery(*, delivery_id: str) -> Unit[DeliveryDetail]:
+def get_delivery(*, delivery_id: str, scope: Scope = None) -> Unit[DeliveryDetail]:
     rows = yield units.rows(_WITH_ATTEMPTS, {"id": delivery_id})
-    if not rows:
+    if not rows or not _visible(rows[0][_OWNER], scope):
         raise NotFound(f"Delivery '{delivery_id}' not found")
-    names = list(AttemptOut.model_fields)
-    attempts = [dict(zip(names, row[10:], strict=True)) for row in rows if row[10] is not None]
+    names, first = list(AttemptOut.model_fields), _OWNER + 1
+    attempts = [
+        dict(zip(names, row[first:], strict=True)) for row in rows if row[first] is not None
+    ]
     return DeliveryDetail(
         **_delivery_out(rows[0]).model_dump(),
         attempts=[_attempt_out(attempt) for attempt in attempts],
@@ -145,29 +140,31 @@ def _attempt_out(columns: dict[str, Any]) -> AttemptOut:
     return AttemptOut.model_validate(columns | {"started_at": ts_required(columns["started_at"])})
 
 
-def retry(*, delivery_id: str) -> Unit[DeliveryDetail]:
+def retry(*, delivery_id: str, scope: Scope = None) -> Unit[DeliveryDetail]:
     """Make the delivery due now, whatever its status: the next attempt keeps its webhook-id."""
     found = yield units.one(_DELIVERY_ENDPOINT, {"id": delivery_id})
-    if found is None:
+    if found is None or not _visible(found[2], scope):
         raise NotFound(f"Delivery '{delivery_id}' not found")
     _require_enabled(found[0], found[1])
     yield from redelivery.retry_now(delivery_id)
     return (yield from get_delivery(delivery_id=delivery_id))
 
 
-def recover(*, endpoint_id: str, since: datetime, until: datetime | None) -> Unit[int]:
+def recover(
+    *, endpoint_id: str, since: datetime, until: datetime | None, scope: Scope = None
+) -> Unit[int]:
     """Make the endpoint's failed deliveries created in [since, until) due now; how many."""
-    _require_enabled(endpoint_id, (yield from _endpoint_enabled(endpoint_id)))
+    _require_enabled(endpoint_id, (yield from _endpoint_enabled(endpoint_id, scope)))
     # Pings are one-off checks: the store never sends them again.
     requeued: int = yield from redelivery.requeue(endpoint_id=endpoint_id, since=since, until=until)
     return requeued
 
 
-def _endpoint_enabled(endpoint_id: str) -> Unit[bool]:
-    enabled = yield units.value(_ENDPOINT_ENABLED, {"id": endpoint_id})
-    if enabled is None:
+def _endpoint_enabled(endpoint_id: str, scope: Scope) -> Unit[bool]:
+    found = yield units.one(_ENDPOINT_ENABLED, {"id": endpoint_id})
+    if found is None or not _visible(found[1], scope):
         raise NotFound(f"Webhook '{endpoint_id}' not found")
-    return bool(enabled)
+    return bool(found[0])
 
 
 def _require_enabled(endpoint_id: str, enabled: Any) -> None:

@@ -1,9 +1,11 @@
 """The event log and delivery log as the API shows them: no secrets, no queue internals."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+
+from hookline.fields import USERNAME_PATTERN, NoNul
 
 DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
 
@@ -46,3 +48,71 @@ class EventOut(BaseModel):
 
 class EventDetail(EventOut):
     deliveries: list[DeliveryOut]
+
+
+# CONTRACT §8: the event-type catalog and application events.
+
+TYPE_NAME_PATTERN = r"^[a-z0-9_.\-]+$"
+TypeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=TYPE_NAME_PATTERN)]
+Description = Annotated[str, StringConstraints(max_length=1000), NoNul]
+
+
+def _schema_field() -> Any:
+    return Field(
+        default=None,
+        alias="schema",
+        description="A JSON Schema (2020-12) that every event's `data` must match.",
+    )
+
+
+class EventTypeOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    name: str
+    description: str | None = None
+    schema_: dict[str, Any] | None = _schema_field()
+    builtin: bool = False
+    archived: bool = False
+    created_at: datetime | None = None  # None for the built-in types
+
+
+class EventTypeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: Annotated[TypeName, Field(description="Lowercase letters, digits, `_`, `.` and `-`.")]
+    description: Description | None = None
+    schema_: dict[str, Any] | None = _schema_field()
+
+
+class EventTypePatch(BaseModel):
+    """Only the fields given change; `description` and `schema` may be null to clear them."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    description: Description | None = None
+    schema_: dict[str, Any] | None = _schema_field()
+    archived: StrictBool | None = Field(
+        default=None, description="An archived type can't be sent or newly subscribed to."
+    )
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+    data: dict[str, Any]
+    user: (
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=64, pattern=USERNAME_PATTERN),
+            Field(description="The user the event concerns: that user's endpoints get it."),
+        ]
+        | None
+    ) = None
+
+
+class EventSent(BaseModel):
+    id: str
+    event: str
+    timestamp: datetime
+    deliveries: int  # how many endpoints get it

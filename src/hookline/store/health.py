@@ -19,7 +19,7 @@ WEBHOOK_DISABLED = "webhook_disabled"
 
 _DISABLE = sql(
     "UPDATE endpoints SET enabled = FALSE, disabled_reason = :reason, disabled_at = :now"
-    " WHERE id {in:ids} AND enabled = TRUE RETURNING id, url"
+    " WHERE id {in:ids} AND enabled = TRUE RETURNING id, url, owner_id"
 )
 _ENABLE = sql(
     "UPDATE endpoints SET enabled = TRUE, disabled_reason = NULL, disabled_at = NULL,"
@@ -119,14 +119,15 @@ def disable(endpoint_ids: Collection[str], *, reason: str) -> Unit[list[str]]:
     `webhook_disabled` for each; return the ids that were enabled until now."""
     now = utcnow()
     found = yield units.rows(_DISABLE, {"ids": sorted(endpoint_ids), "reason": reason, "now": now})
-    disabled = [(row[0], row[1]) for row in found]
+    disabled = [(row[0], row[1], row[2]) for row in found]
     if not disabled:
         return []
-    ids = [endpoint_id for endpoint_id, _ in disabled]
+    ids = [endpoint_id for endpoint_id, _, _ in disabled]
     yield from redelivery.cancel(ids)
-    for endpoint_id, url in disabled:
+    for endpoint_id, url, owner_id in disabled:
         data = {"id": endpoint_id, "url": url, "reason": reason, "disabled_at": timestamp(now)}
-        yield from outbox.publish(event=WEBHOOK_DISABLED, data=data)
+        # It concerns the endpoint's owner: that user's endpoints hear of it, beside the admin's.
+        yield from outbox.publish(event=WEBHOOK_DISABLED, data=data, user_id=owner_id)
     return ids
 
 

@@ -1,6 +1,7 @@
 """The outbox: an event and its deliveries, added to the caller's unit of work."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,8 +12,8 @@ from hookline.store.sql import sql
 from hookline.store.units import Unit
 
 _ADD_EVENT = sql(
-    "INSERT INTO events (id, event, payload, created_at)"
-    " VALUES (:id, :event, :payload, :created_at)"
+    "INSERT INTO events (id, event, payload, user_id, created_at)"
+    " VALUES (:id, :event, :payload, :user_id, :created_at)"
 )
 # Due at once, by the database's clock (the one claims compare with).
 _ADD_DELIVERY = sql(
@@ -21,27 +22,48 @@ _ADD_DELIVERY = sql(
     " VALUES (:id, :event_id, :endpoint_id, 'pending', 0, {now}, :created_at)"
 )
 
-# Subscribed, or subscribed to everything ("*"), and enabled.
+# Subscribed, or subscribed to everything ("*"), and enabled; the admin's (no owner), or the
+# endpoints of the user the event concerns.
 _SUBSCRIBERS = sql(
     "SELECT DISTINCT s.endpoint_id FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id"
     " WHERE s.event IN (:event, '*') AND e.enabled = TRUE"
+    " AND (e.owner_id IS NULL OR e.owner_id = :user_id)"
 )
 
 
-def publish(*, event: str, data: dict[str, Any], to: Sequence[str] | None = None) -> Unit[str]:
-    """Add the event and its deliveries to the caller's unit of work; return the event id.
+@dataclass(frozen=True, slots=True)
+class Published:
+    event_id: str
+    deliveries: int  # how many endpoints get it
 
-    The deliveries go to every enabled endpoint subscribed to `event` (or to "*"), or to the
-    endpoints `to` names (a ping to a new endpoint).
+
+def publish(
+    *,
+    event: str,
+    data: dict[str, Any],
+    user_id: str | None = None,
+    to: Sequence[str] | None = None,
+    created_at: datetime | None = None,
+) -> Unit[Published]:
+    """Add the event and its deliveries to the caller's unit of work.
+
+    The deliveries go to every enabled endpoint subscribed to `event` (or to "*") that is the
+    admin's or belongs to `user_id` (the user the event concerns), or to the endpoints `to`
+    names (a ping to a new endpoint).
     """
     if to is None:
-        found = yield units.rows(_SUBSCRIBERS, {"event": event})
+        found = yield units.rows(_SUBSCRIBERS, {"event": event, "user_id": user_id})
         endpoint_ids = [row[0] for row in found]
     else:
         endpoint_ids = list(to)
-    return (
-        yield from enqueue(event=event, data=data, endpoint_ids=endpoint_ids, created_at=utcnow())
+    event_id = yield from enqueue(
+        event=event,
+        data=data,
+        endpoint_ids=endpoint_ids,
+        created_at=created_at or utcnow(),
+        user_id=user_id,
     )
+    return Published(event_id, len(endpoint_ids))
 
 
 def enqueue(
@@ -51,11 +73,19 @@ def enqueue(
     endpoint_ids: Sequence[str],
     created_at: datetime,
     event_id: str | None = None,
+    user_id: str | None = None,
 ) -> Unit[str]:
     """Store the event and one pending delivery per endpoint; wake the workers if any."""
     event_id = event_id or new_id("evt")
     yield units.execute(
-        _ADD_EVENT, {"id": event_id, "event": event, "payload": data, "created_at": created_at}
+        _ADD_EVENT,
+        {
+            "id": event_id,
+            "event": event,
+            "payload": data,
+            "user_id": user_id,
+            "created_at": created_at,
+        },
     )
     if endpoint_ids:
         yield units.execute_many(
@@ -102,7 +132,14 @@ def record_sent(
     status_code, response_body, error_kind, error). Returns the delivery ids, in that order.
     """
     yield units.execute(
-        _ADD_EVENT, {"id": event_id, "event": event, "payload": data, "created_at": created_at}
+        _ADD_EVENT,
+        {
+            "id": event_id,
+            "event": event,
+            "payload": data,
+            "user_id": None,
+            "created_at": created_at,
+        },
     )
     finished = utcnow()
     deliveries, attempts = [], []

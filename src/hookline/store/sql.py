@@ -14,9 +14,11 @@ The text for each dialect is built when the statement is made (at import), never
 """
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from itertools import combinations
 from typing import Any
 
 import orjson
@@ -69,6 +71,25 @@ def _expand(text: str, *, postgresql: bool) -> str:
     # SQLite keeps times as text in one fixed format: the store adds the seconds in Python.
     text = _AFTER.sub(r":\1__at", text)
     return text.replace("{now}", ":now").replace("{skip_locked}", "")
+
+
+def variants(
+    select: str, order: str, *, always: Sequence[str] = (), optional: Mapping[str, str]
+) -> dict[frozenset[str], Statement]:
+    """One statement per combination of the optional conditions, keyed by the names given:
+    each stays a plain range of an index, which `(:x IS NULL OR ...)` would not."""
+    found = {}
+    for n in range(len(optional) + 1):
+        for names in combinations(optional, n):
+            where = [*always, *(optional[name] for name in names)]
+            condition = f" WHERE {' AND '.join(where)}" if where else ""
+            found[frozenset(names)] = sql(f"{select}{condition} {order}")
+    return found
+
+
+def pick(statements: dict[frozenset[str], Statement], params: Mapping[str, Any]) -> Statement:
+    """The variant for the optional conditions whose parameter is not None."""
+    return statements[frozenset(name for name, value in params.items() if value is not None)]
 
 
 # -- values crossing the driver ------------------------------------------------------------

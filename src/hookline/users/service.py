@@ -43,7 +43,9 @@ def register(*, username: str) -> Unit[UserCreated]:
     row = {**out.model_dump(), "token_hash": tokens.token_hash(token)}
     if (yield units.value(_ADD_USER, row)) is None:
         raise Conflict("Username already exists")
-    yield from events.publish(event=events.USER_REGISTERED, data=out.model_dump(mode="json"))
+    yield from events.publish(
+        event=events.USER_REGISTERED, data=out.model_dump(mode="json"), user_id=out.id
+    )
     return UserCreated(**out.model_dump(), token=token)
 
 
@@ -88,7 +90,10 @@ def send_message(*, sender: str, recipient: str, subject: str, message: str) -> 
         "received_at": out.received_at,
     }
     yield units.execute(_ADD_MESSAGE, row)
-    yield from events.publish(event=events.USER_SEND_MESSAGE, data=out.model_dump(mode="json"))
+    # It concerns the recipient: its own endpoints get it (CONTRACT §9).
+    yield from events.publish(
+        event=events.USER_SEND_MESSAGE, data=out.model_dump(mode="json"), user_id=ids[recipient]
+    )
     return out
 
 

@@ -1,4 +1,9 @@
-"""Endpoints by id (CONTRACT §5): read, change, remove, secrets and their rotation, ping."""
+"""Endpoints (CONTRACT §5, §9): create and list them; by id read, change, remove, secrets and
+their rotation, ping.
+
+Every unit takes the caller's `scope`: None for the admin, who sees every endpoint, or a user's
+id: a user sees only its own, and another's is 404, as if it did not exist.
+"""
 
 from collections.abc import Sequence
 from datetime import timedelta
@@ -7,19 +12,25 @@ from typing import Any
 from hookline.delivery import envelope, signing
 from hookline.delivery.sender import Sender
 from hookline.delivery.ssrf import DestinationCheck
-from hookline.errors import AppError, Conflict, NotFound, Unprocessable
+from hookline.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
+from hookline.events import service as events
+from hookline.events import types
 from hookline.events.schemas import AttemptOut
+from hookline.ids import new_id
 from hookline.models import utcnow
 from hookline.secretbox import SecretBox
 from hookline.store import Store, counts, health, units
-from hookline.store.sql import js, sql, ts, ts_required
+from hookline.store.sql import js, pick, sql, ts, ts_required, variants
 from hookline.store.units import Unit
 from hookline.webhooks import headers as custom_headers
 from hookline.webhooks import pings, service, urls
 from hookline.webhooks.schemas import (
     DeliveryStats,
+    EndpointCreate,
+    EndpointCreated,
     EndpointOut,
     EndpointPatch,
+    EndpointSummary,
     PingAttempt,
     RotatedSecret,
 )
@@ -28,9 +39,41 @@ ROTATION_OVERLAP = timedelta(hours=24)
 DISABLED_BY_REQUEST = "disabled by request"
 PING_BY_ID_DATA = {"message": "Ping from hookline"}
 
-_ENDPOINT = sql(
-    "SELECT id, url, description, headers, enabled, disabled_reason, disabled_at,"
-    " failing_since, created_at FROM endpoints WHERE id = :id"
+Scope = str | None
+
+_COLUMNS = (
+    "e.id, e.url, e.description, e.headers, e.enabled, e.disabled_reason, e.disabled_at,"
+    " e.failing_since, e.created_at, e.owner_id, u.username, e.filter, e.rate_limit, e.ordered"
+)
+_TABLES = "endpoints e LEFT JOIN users u ON u.id = e.owner_id"
+_ENDPOINT = sql(f"SELECT {_COLUMNS} FROM {_TABLES} WHERE e.id = :id")
+_OWNER = sql("SELECT owner_id FROM endpoints WHERE id = :id")
+_EVENTS_OF_MANY = sql(
+    "SELECT endpoint_id, event FROM subscriptions WHERE endpoint_id {in:ids} ORDER BY event"
+)
+# A user's endpoints are counted under a lock on its row (PostgreSQL), so that two concurrent
+# creations cannot both pass the limit; SQLite's one writer serializes them anyway.
+_LOCK_OWNER = sql(
+    "SELECT id FROM users WHERE id = :id",
+    postgres="SELECT id FROM users WHERE id = :id FOR UPDATE",
+)
+_OWNED = sql("SELECT count(*) FROM endpoints WHERE owner_id = :owner_id")
+_USER_ID = sql("SELECT id FROM users WHERE username = :username")
+_ADD = sql(
+    "INSERT INTO endpoints (id, url, owner_id, description, secret, headers, enabled, ordered,"
+    " created_at) VALUES (:id, :url, :owner_id, :description, :secret, :headers, TRUE, FALSE,"
+    " :created_at) ON CONFLICT DO NOTHING RETURNING id"
+)
+_LIST = variants(
+    f"SELECT {_COLUMNS} FROM {_TABLES}",
+    "ORDER BY e.id DESC LIMIT :limit",
+    optional={
+        "owner_id": "e.owner_id = :owner_id",
+        "enabled": "e.enabled = :enabled",
+        "url_contains": "lower(e.url) LIKE :url_contains ESCAPE '!'",
+        "event": "e.id IN (SELECT endpoint_id FROM subscriptions WHERE event IN (:event, '*'))",
+        "cursor": "e.id < :cursor",
+    },
 )
 _EVENTS = sql("SELECT event FROM subscriptions WHERE endpoint_id = :id ORDER BY event")
 _SET_URL = sql("UPDATE endpoints SET url = :url WHERE id = :id")
@@ -58,34 +101,202 @@ def _not_found(endpoint_id: str) -> NotFound:
     return NotFound(f"Webhook '{endpoint_id}' not found")
 
 
-def _load(endpoint_id: str) -> Unit[Sequence[Any]]:
+def _visible(owner_id: str | None, scope: Scope) -> bool:
+    return scope is None or owner_id == scope
+
+
+def _load(endpoint_id: str, scope: Scope) -> Unit[Sequence[Any]]:
     found: Sequence[Any] | None = yield units.one(_ENDPOINT, {"id": endpoint_id})
-    if found is None:
+    if found is None or not _visible(found[9], scope):
         raise _not_found(endpoint_id)
     return found
 
 
-def get(*, endpoint_id: str) -> Unit[EndpointOut]:
-    endpoint = yield from _load(endpoint_id)
+def require_visible(endpoint_id: str, scope: Scope) -> Unit[None]:
+    """NotFound unless the endpoint exists and the caller may see it."""
+    found = yield units.one(_OWNER, {"id": endpoint_id})
+    if found is None or not _visible(found[0], scope):
+        raise _not_found(endpoint_id)
+
+
+def _summary(row: Sequence[Any], events: list[str]) -> dict[str, Any]:
+    return {
+        "id": row[0],
+        "url": row[1],
+        "description": row[2],
+        "headers": js(row[3]) or {},
+        "enabled": bool(row[4]),
+        "disabled_reason": row[5],
+        "disabled_at": ts(row[6]),
+        "failing_since": ts(row[7]),
+        "created_at": ts_required(row[8]),
+        "owner": row[10],
+        "filter": js(row[11]),
+        "rate_limit": row[12],
+        "ordered": bool(row[13]),
+        "events": events,
+    }
+
+
+def get(*, endpoint_id: str, scope: Scope = None) -> Unit[EndpointOut]:
+    endpoint = yield from _load(endpoint_id, scope)
     subscribed = yield units.rows(_EVENTS, {"id": endpoint_id})
     stats = yield from counts.by_status(endpoint_id)
     return EndpointOut(
-        id=endpoint[0],
-        url=endpoint[1],
-        description=endpoint[2],
-        headers=js(endpoint[3]) or {},
-        enabled=bool(endpoint[4]),
-        disabled_reason=endpoint[5],
-        disabled_at=ts(endpoint[6]),
-        failing_since=ts(endpoint[7]),
-        created_at=ts_required(endpoint[8]),
-        events=[row[0] for row in subscribed],
+        **_summary(endpoint, [row[0] for row in subscribed]),
         stats=DeliveryStats.model_validate({status.value: n for status, n in stats.items()}),
     )
 
 
+def list_endpoints(
+    *,
+    scope: Scope,
+    event: str | None,
+    enabled: bool | None,
+    url_contains: str | None,
+    owner: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Unit[list[EndpointSummary]]:
+    """Endpoints, newest first, older than `cursor` (an endpoint id) when given."""
+    owner_id = scope
+    if owner is not None:
+        found = yield units.value(_USER_ID, {"username": owner.strip().lower()})
+        if found is None or (scope is not None and found != scope):
+            return []  # nobody's endpoints, or another user's: none that this caller sees
+        owner_id = found
+    params = {
+        "owner_id": owner_id,
+        "enabled": enabled,
+        "url_contains": None if url_contains is None else f"%{_like(url_contains.lower())}%",
+        "event": None if event is None else types.canonical(event),
+        "cursor": cursor,
+    }
+    rows = yield units.rows(pick(_LIST, params), {**params, "limit": limit})
+    subscribed: dict[str, list[str]] = {}
+    if rows:
+        ids = [row[0] for row in rows]
+        for endpoint_id, name in (yield units.rows(_EVENTS_OF_MANY, {"ids": ids})):
+            subscribed.setdefault(endpoint_id, []).append(name)
+    return [EndpointSummary(**_summary(row, subscribed.get(row[0], []))) for row in rows]
+
+
+def _like(text: str) -> str:
+    """`text` as a LIKE pattern that matches only itself (`!` escapes)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+async def creation(
+    *,
+    destinations: DestinationCheck,
+    box: SecretBox,
+    body: EndpointCreate,
+    scope: Scope,
+    max_per_user: int,
+    ping_new: bool,
+) -> Unit[EndpointCreated]:
+    """The unit that creates an endpoint; the URL is checked first (a unit cannot wait on DNS),
+    its refusal raised in the unit (after an idempotent replay, which wins)."""
+    refusal = await urls.refusal(body.url, destinations)
+    return _create(
+        box=box,
+        body=body,
+        scope=scope,
+        refusal=refusal,
+        max_per_user=max_per_user,
+        ping_new=ping_new,
+    )
+
+
+def _create(
+    *,
+    box: SecretBox,
+    body: EndpointCreate,
+    scope: Scope,
+    refusal: AppError | None,
+    max_per_user: int,
+    ping_new: bool,
+) -> Unit[EndpointCreated]:
+    owner_id = scope
+    if body.owner is not None:
+        found = yield units.value(_USER_ID, {"username": body.owner.strip().lower()})
+        if found is None:
+            raise NotFound(f"User '{body.owner}' does not exist")
+        if scope is not None and found != scope:
+            raise Forbidden("A user may only create endpoints of its own")
+        owner_id = found
+    names = set()
+    for name in body.events:
+        names.add((yield from types.subscribable(name)))
+    if refusal is not None:
+        raise refusal
+    headers = _checked_headers(body.headers)
+    secret = _checked_secret(body.secret) if body.secret is not None else signing.generate_secret()
+    if owner_id is not None:
+        yield units.value(_LOCK_OWNER, {"id": owner_id})
+        if (yield units.value(_OWNED, {"owner_id": owner_id})) >= max_per_user:
+            raise Conflict(
+                f"A user may own at most {max_per_user} endpoints"
+                " (HOOKLINE_MAX_ENDPOINTS_PER_USER); delete one first"
+            )
+    endpoint_id = new_id("wh")
+    added = yield units.value(
+        _ADD,
+        {
+            "id": endpoint_id,
+            "url": body.url,
+            "owner_id": owner_id,
+            "description": body.description,
+            "secret": box.seal(secret),
+            "headers": headers,
+            "created_at": utcnow(),
+        },
+    )
+    if added is None:
+        raise Conflict(f"Webhook URL '{body.url}' already exists")
+    yield units.execute_many(
+        _SUBSCRIBE, ({"id": endpoint_id, "event": name} for name in sorted(names))
+    )
+    if ping_new:
+        data = {"message": service.CREATED_PING_MESSAGE, "webhook_id": endpoint_id, "url": body.url}
+        yield from events.publish(event=events.PING, data=data, to=[endpoint_id])
+    created = yield from get(endpoint_id=endpoint_id)
+    return EndpointCreated(**created.model_dump(), secret=secret)
+
+
+def _checked_headers(given: dict[str, str] | None) -> dict[str, str] | None:
+    try:
+        return custom_headers.check(given or {}) or None
+    except ValueError as exc:
+        raise Unprocessable(f"Invalid headers: {exc}") from exc
+
+
+MIN_SECRET_BYTES, MAX_SECRET_BYTES = 24, 64
+
+
+def _checked_secret(secret: str) -> str:
+    """A secret brought by the caller: `whsec_` and 24 to 64 bytes in base64."""
+    if not secret.startswith(signing.SECRET_PREFIX):
+        raise Unprocessable("Invalid secret: it must start with 'whsec_'")
+    try:
+        key = signing.secret_key(secret)
+    except ValueError as exc:
+        raise Unprocessable(f"Invalid secret: {exc}") from exc
+    if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
+        raise Unprocessable(
+            f"Invalid secret: it must hold {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} random bytes"
+            f" (this one holds {len(key)})"
+        )
+    return secret
+
+
 async def update_endpoint(
-    *, store: Store, destinations: DestinationCheck, endpoint_id: str, patch: EndpointPatch
+    *,
+    store: Store,
+    destinations: DestinationCheck,
+    endpoint_id: str,
+    patch: EndpointPatch,
+    scope: Scope = None,
 ) -> EndpointOut:
     """Apply the fields given; a changed event list cancels what no event covers any more."""
     # Checked before the unit (which cannot wait on DNS), raised in it where it applies.
@@ -95,13 +306,13 @@ async def update_endpoint(
             await urls.check_destination(urls.check(patch.url), destinations)
         except AppError as exc:
             url_refusal = exc
-    return await store.write(_update(endpoint_id, patch, url_refusal))
+    return await store.write(_update(endpoint_id, patch, url_refusal, scope))
 
 
 def _update(
-    endpoint_id: str, patch: EndpointPatch, url_refusal: AppError | None
+    endpoint_id: str, patch: EndpointPatch, url_refusal: AppError | None, scope: Scope
 ) -> Unit[EndpointOut]:
-    endpoint = yield from _load(endpoint_id)
+    endpoint = yield from _load(endpoint_id, scope)
     url, enabled = endpoint[1], bool(endpoint[4])
     given = patch.model_fields_set
     if patch.url is not None and patch.url != url:
@@ -113,10 +324,7 @@ def _update(
     if "description" in given:
         yield units.execute(_SET_DESCRIPTION, {"id": endpoint_id, "description": patch.description})
     if "headers" in given:
-        try:
-            headers = custom_headers.check(patch.headers or {}) or None
-        except ValueError as exc:
-            raise Unprocessable(f"Invalid headers: {exc}") from exc
+        headers = _checked_headers(patch.headers)
         yield units.execute(_SET_HEADERS, {"id": endpoint_id, "headers": headers})
     if patch.enabled is True and not enabled:
         yield from health.enable(endpoint_id)
@@ -134,8 +342,11 @@ def _change_url(endpoint_id: str, url: str) -> Unit[None]:
 
 
 def _change_events(endpoint_id: str, names: list[str]) -> Unit[None]:
-    wanted = {service.subscribable_event(name) for name in names}
     present = {row[0] for row in (yield units.rows(_EVENTS, {"id": endpoint_id}))}
+    wanted = set()
+    for name in names:  # an archived type it has already may stay; no new one
+        canonical = types.canonical(name)
+        wanted.add(canonical if canonical in present else (yield from types.subscribable(name)))
     if present - wanted:
         yield units.execute(_UNSUBSCRIBE, {"id": endpoint_id, "events": sorted(present - wanted)})
     if wanted - present:
@@ -144,21 +355,24 @@ def _change_events(endpoint_id: str, names: list[str]) -> Unit[None]:
     yield from service.cancel_uncovered(endpoint_id)
 
 
-def remove(*, endpoint_id: str) -> Unit[None]:
+def remove(*, endpoint_id: str, scope: Scope = None) -> Unit[None]:
     """Delete the endpoint with its subscriptions, deliveries and their attempts."""
+    yield from require_visible(endpoint_id, scope)
     if (yield units.value(_REMOVE, {"id": endpoint_id})) is None:
         raise _not_found(endpoint_id)
 
 
-def secret(*, box: SecretBox, endpoint_id: str) -> Unit[str]:
+def secret(*, box: SecretBox, endpoint_id: str, scope: Scope = None) -> Unit[str]:
+    yield from require_visible(endpoint_id, scope)
     sealed = yield units.value(_SECRET, {"id": endpoint_id})
     if sealed is None:
         raise _not_found(endpoint_id)
     return box.open(sealed)
 
 
-def rotate_secret(*, box: SecretBox, endpoint_id: str) -> Unit[RotatedSecret]:
+def rotate_secret(*, box: SecretBox, endpoint_id: str, scope: Scope = None) -> Unit[RotatedSecret]:
     """A new secret; the present one keeps signing beside it for 24 hours."""
+    yield from require_visible(endpoint_id, scope)
     until = utcnow() + ROTATION_OVERLAP
     new_secret = signing.generate_secret()
     params = {"id": endpoint_id, "secret": box.seal(new_secret), "until": until}
@@ -173,9 +387,11 @@ def rotate_secret(*, box: SecretBox, endpoint_id: str) -> Unit[RotatedSecret]:
     return RotatedSecret(secret=new_secret, previous_valid_until=until)
 
 
-async def ping(*, store: Store, sender: Sender, endpoint_id: str) -> PingAttempt:
+async def ping(
+    *, store: Store, sender: Sender, endpoint_id: str, scope: Scope = None
+) -> PingAttempt:
     """Send one `ping` event to this endpoint now (enabled or not) and answer with the attempt."""
-    target = await store.read(_target(endpoint_id))
+    target = await store.read(_target(endpoint_id, scope))
     sent = await pings.send_pings(
         store=store, sender=sender, targets=[target], data=PING_BY_ID_DATA
     )
@@ -188,7 +404,8 @@ async def ping(*, store: Store, sender: Sender, endpoint_id: str) -> PingAttempt
     )
 
 
-def _target(endpoint_id: str) -> Unit[pings.PingTarget]:
+def _target(endpoint_id: str, scope: Scope) -> Unit[pings.PingTarget]:
+    yield from require_visible(endpoint_id, scope)
     found = yield from pings.target(endpoint_id)
     if found is None:
         raise _not_found(endpoint_id)

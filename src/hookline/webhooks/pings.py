@@ -21,7 +21,10 @@ from hookline.webhooks.schemas import PingEntry, PingReport
 DEFAULT_PING_DATA = {"message": "Ping from User Notification Webhook Service"}
 
 _TARGET_COLUMNS = "id, url, secret, old_secret, old_secret_until, headers"
-_TARGETS = sql(f"SELECT {_TARGET_COLUMNS} FROM endpoints WHERE url {{in:urls}}")
+# POST /ping is the admin's: the admin's endpoints (one per URL).
+_TARGETS = sql(
+    f"SELECT {_TARGET_COLUMNS} FROM endpoints WHERE url {{in:urls}} AND owner_id IS NULL"
+)
 _TARGET = sql(f"SELECT {_TARGET_COLUMNS} FROM endpoints WHERE id = :id")
 
 

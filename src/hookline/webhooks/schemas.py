@@ -70,18 +70,54 @@ class DeliveryStats(BaseModel):
     cancelled: int = 0
 
 
-class EndpointOut(BaseModel):
+class EndpointSummary(BaseModel):
+    """An endpoint as lists show it."""
+
     id: str
     url: str
+    owner: str | None = Field(description="The user whose endpoint it is; null: the admin's.")
     description: str | None
     events: list[str]
     headers: dict[str, str]
+    filter: dict[str, Any] | None
+    rate_limit: float | None
+    ordered: bool
     enabled: bool
     disabled_reason: str | None
     disabled_at: datetime | None
     failing_since: datetime | None  # the first failure since the last success
     created_at: datetime
+
+
+class EndpointOut(EndpointSummary):
     stats: DeliveryStats
+
+
+class EndpointCreated(EndpointOut):
+    secret: str
+
+
+Events = Annotated[list[EventName], Field(min_length=1, max_length=16)]
+Description = Annotated[str, StringConstraints(max_length=1000), NoNul]
+
+
+class EndpointCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: Url
+    events: Events = Field(description='Event types, or `["*"]` for all of them.')
+    description: Description | None = None
+    headers: dict[str, str] | None = Field(default=None, description="Sent with every attempt.")
+    secret: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None,
+        description="Your own `whsec_…` secret (24 to 64 random bytes, base64); one is made if"
+        " not given.",
+    )
+    owner: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="(Admin only) the username whose endpoint this is; a user's own token"
+        " makes it that user's.",
+    )
 
 
 class EndpointPatch(BaseModel):
@@ -90,8 +126,8 @@ class EndpointPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: Url | None = None
-    events: Annotated[list[EventName], Field(min_length=1, max_length=16)] | None = None
-    description: Annotated[str, StringConstraints(max_length=1000), NoNul] | None = None
+    events: Events | None = None
+    description: Description | None = None
     headers: dict[str, str] | None = Field(
         default=None, description="Sent with every attempt; replaces the present ones."
     )

@@ -7,6 +7,7 @@ from hookline.delivery import signing
 from hookline.delivery.ssrf import DestinationCheck
 from hookline.errors import AppError, Conflict, NotFound
 from hookline.events import service as events
+from hookline.events import types
 from hookline.ids import new_id
 from hookline.models import utcnow
 from hookline.secretbox import SecretBox
@@ -17,65 +18,54 @@ from hookline.webhooks import urls
 from hookline.webhooks.schemas import EventUrls, WebhookRegistered
 
 CREATED_PING_MESSAGE = "Webhook endpoint created"
-LISTED_EVENTS = (*events.SUBSCRIBABLE, events.WILDCARD)
 
-# The unique indexes (endpoints.url; subscriptions' endpoint and event) are the checks: a URL
+# The original routes (`/webhook`, `/webhooks`, `/ping`) are the admin's, over the admin's
+# endpoints (no owner); users manage theirs under /endpoints.
+# The unique indexes (the admin's URLs; subscriptions' endpoint and event) are the checks: a URL
 # or subscription that a concurrent request added first comes back as nothing, not an error.
 _ADD_ENDPOINT = sql(
-    "INSERT INTO endpoints (id, url, secret, enabled, created_at)"
-    " VALUES (:id, :url, :secret, TRUE, :created_at) ON CONFLICT DO NOTHING RETURNING id"
+    "INSERT INTO endpoints (id, url, secret, enabled, ordered, created_at)"
+    " VALUES (:id, :url, :secret, TRUE, FALSE, :created_at) ON CONFLICT DO NOTHING RETURNING id"
 )
-_ENDPOINT_BY_URL = sql("SELECT id, secret FROM endpoints WHERE url = :url")
+_ENDPOINT_BY_URL = sql("SELECT id, secret FROM endpoints WHERE url = :url AND owner_id IS NULL")
 _SUBSCRIBE = sql(
     "INSERT INTO subscriptions (endpoint_id, event) VALUES (:endpoint_id, :event)"
     " ON CONFLICT DO NOTHING RETURNING id"
 )
 _UNSUBSCRIBE = sql(
-    "DELETE FROM subscriptions WHERE event = :event"
-    " AND endpoint_id = (SELECT id FROM endpoints WHERE url = :url) RETURNING endpoint_id"
+    "DELETE FROM subscriptions WHERE event = :event AND endpoint_id ="
+    " (SELECT id FROM endpoints WHERE url = :url AND owner_id IS NULL) RETURNING endpoint_id"
 )
 _EVENTS_OF = sql("SELECT event FROM subscriptions WHERE endpoint_id = :endpoint_id")
 _LISTING = sql(
     "SELECT s.event, e.url FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id"
-    " ORDER BY s.event, e.created_at, e.id"
+    " WHERE e.owner_id IS NULL ORDER BY s.event, e.created_at, e.id"
 )
 _SECRET = sql("SELECT secret FROM endpoints WHERE id = :id")
-
-
-def subscribable_event(name: str) -> str:
-    """The canonical (lowercase) event name, or NotFound as the original service answered."""
-    canonical = name.strip().lower()
-    if canonical not in LISTED_EVENTS:
-        raise NotFound(f"Event '{name}' not found")
-    return canonical
-
-
-async def checked(*, destinations: DestinationCheck, event: str, url: str) -> tuple[str, str]:
-    """The event's canonical name and the URL, if the URL may be subscribed to it."""
-    event = subscribable_event(event)
-    url = urls.check(url)
-    await urls.check_destination(url, destinations)
-    return event, url
 
 
 async def registration(
     *, destinations: DestinationCheck, box: SecretBox, event: str, url: str, ping_new: bool
 ) -> Unit[WebhookRegistered]:
-    """The unit that subscribes `url` to `event`, checked first (a unit cannot wait on DNS).
+    """The unit that subscribes `url` to `event`; the URL is checked first (a unit cannot wait
+    on DNS), the event in the unit (the catalog is in the database).
 
     A refusal is raised when the unit runs, so that it comes where it always came: after an
-    idempotent replay, which wins.
+    idempotent replay, which wins, and an unknown event's 404 before a bad URL's 422.
     """
-    try:
-        event, url = await checked(destinations=destinations, event=event, url=url)
-    except AppError as exc:
-        return _refused(exc)
-    return register(box=box, event=event, url=url, ping_new=ping_new)
+    refusal = await urls.refusal(url, destinations)
+    return _checked_register(
+        box=box, event=event, url=url.strip(), refusal=refusal, ping_new=ping_new
+    )
 
 
-def _refused(error: AppError) -> Unit[Any]:
-    raise error
-    yield  # pragma: no cover - makes this a unit
+def _checked_register(
+    *, box: SecretBox, event: str, url: str, refusal: AppError | None, ping_new: bool
+) -> Unit[WebhookRegistered]:
+    event = yield from types.subscribable(event)
+    if refusal is not None:
+        raise refusal
+    return (yield from register(box=box, event=event, url=url, ping_new=ping_new))
 
 
 def register(
@@ -111,7 +101,11 @@ def register(
 
 def unregister(*, event: str, url: str) -> Unit[None]:
     """Unsubscribe `url` from `event` and cancel what was still pending for it."""
-    event = subscribable_event(event)
+    name = types.canonical(event)
+    known = name == events.WILDCARD or (name != events.PING and (yield from types.find(name)))
+    if not known:
+        raise NotFound(f"Event '{event}' not found")
+    event = name
     params = {"event": event, "url": urls.check(url.strip())}
     endpoint_id = yield units.value(_UNSUBSCRIBE, params)
     if endpoint_id is None:
@@ -127,13 +121,14 @@ def cancel_uncovered(endpoint_id: str) -> Unit[None]:
 
 
 def urls_by_event(*, event_filter: str | None) -> Unit[list[EventUrls]]:
-    """Every subscribable event with its URLs (empty ones too), or the one asked for."""
+    """Every subscribable event type with its URLs (empty ones too), or the one asked for."""
+    listed = yield from types.listed()
     wanted = None
     if event_filter is not None:
-        wanted = event_filter.strip().lower()
-        if wanted not in LISTED_EVENTS:
+        wanted = types.canonical(event_filter)
+        if wanted not in listed and wanted != events.WILDCARD:
             raise NotFound(f"Event '{event_filter}' not found.")
-    by_event: dict[str, list[str]] = {name: [] for name in events.SUBSCRIBABLE}
+    by_event: dict[str, list[str]] = {name: [] for name in listed}
     for event, url in (yield units.rows(_LISTING)):
         by_event.setdefault(event, []).append(url)
     if wanted is None:
