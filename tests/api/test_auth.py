@@ -33,6 +33,9 @@ PUBLIC = "no token needed"
 USERS = "any user, and the admin"
 AS_ALICE = "alice (the user the request names), and the admin"
 ADMIN_ONLY = "the admin only"
+# The endpoint, delivery or event the row reaches is alice's (CONTRACT §9): bob gets 404.
+OWNED = "alice (whose endpoint it is), and the admin; another user: 404"
+APP_TYPE = "order.created"
 
 # Tokens nobody was given: random, so that one showing up in a body is no coincidence.
 UNKNOWN_USER_TOKEN = USER_PREFIX + secrets.token_urlsafe(32)
@@ -80,14 +83,16 @@ def stored_anywhere(rows: dict[str, list[tuple[Any, ...]]], needle: str) -> list
 
 @dataclass
 class World:
-    """A running app with two users, a webhook on a closed port, an event and its delivery."""
+    """A running app with two users; alice has an endpoint of her own (on a closed port) with
+    a delivery of an event, and the admin one that subscribes to everything."""
 
     running: RunningApp
     anonymous: httpx.AsyncClient
     tokens: dict[str, str]  # alice, bob, admin
-    endpoint_id: str
-    event_id: str
-    delivery_id: str
+    endpoint_id: str  # alice's
+    event_id: str  # an event alice's endpoint got
+    delivery_id: str  # its delivery to alice's endpoint
+    admin_endpoint_id: str
     _names: Iterator[int] = field(default_factory=itertools.count)
 
     @property
@@ -111,6 +116,17 @@ class World:
                 .values(status="failed", next_attempt_at=None, finished_at=utcnow())
             )
 
+    async def endpoint_of(self, who: str, url: str, events: list[str] | None = None) -> str:
+        """A new endpoint of `who` (alice, bob or the admin); its id."""
+        response = await self.anonymous.post(
+            "/endpoints",
+            json={"url": url, "events": events or ["user_send_message"]},
+            headers=bearer(self.tokens[who]),
+        )
+        assert response.status_code == 201, response.text
+        endpoint_id: str = response.json()["id"]
+        return endpoint_id
+
 
 async def register(client: httpx.AsyncClient, username: str) -> dict[str, Any]:
     response = await client.post("/users", json={"username": username})
@@ -120,25 +136,43 @@ async def register(client: httpx.AsyncClient, username: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def world(api: RunningApp) -> AsyncIterator[World]:
-    async with client_of(api.app) as anonymous:
+async def world(make_settings) -> AsyncIterator[World]:
+    # Rows create endpoints of alice's for every caller: more than a user may own by default.
+    async with (
+        running_app(make_settings(max_endpoints_per_user=1000)) as api,
+        client_of(api.app) as anonymous,
+    ):
         hook = await subscribe(api.client, f"{CLOSED}/hook", "*")
         alice = await register(anonymous, ALICE)
         bob = await register(anonymous, BOB)
-        events = (await api.client.get("/events")).json()["data"]
-        deliveries = (await api.client.get(f"/webhooks/{hook['id']}/deliveries")).json()["data"]
-        assert events and deliveries
+        tokens = {
+            ALICE: alice["token"],
+            BOB: bob["token"],
+            ADMIN: api.settings.admin_token.get_secret_value(),
+        }
+        typed = await api.client.post("/event-types", json={"name": APP_TYPE})
+        assert typed.status_code == 201, typed.text
+        created = await anonymous.post(
+            "/endpoints",
+            json={"url": f"{CLOSED}/alice", "events": [APP_TYPE]},
+            headers=bearer(tokens[ALICE]),
+        )
+        assert created.status_code == 201, created.text
+        endpoint_id = created.json()["id"]
+        sent = await api.client.post(
+            "/events", json={"event": APP_TYPE, "data": {"for": ALICE}, "user": ALICE}
+        )
+        assert sent.status_code == 201, sent.text
+        deliveries = (await api.client.get(f"/endpoints/{endpoint_id}/deliveries")).json()["data"]
+        assert len(deliveries) == 1
         yield World(
             running=api,
             anonymous=anonymous,
-            tokens={
-                ALICE: alice["token"],
-                BOB: bob["token"],
-                ADMIN: api.settings.admin_token.get_secret_value(),
-            },
-            endpoint_id=hook["id"],
-            event_id=events[0]["id"],
+            tokens=tokens,
+            endpoint_id=endpoint_id,
+            event_id=deliveries[0]["event_id"],
             delivery_id=deliveries[0]["id"],
+            admin_endpoint_id=hook["id"],
         )
 
 
@@ -201,9 +235,9 @@ class Row:
             return self.success
         if caller.who == NOBODY:
             return 401
-        if self.allowed == USERS or (self.allowed == AS_ALICE and caller.who == ALICE):
+        if self.allowed == USERS or (self.allowed in (AS_ALICE, OWNED) and caller.who == ALICE):
             return self.success
-        return 403
+        return 404 if self.allowed == OWNED else 403
 
 
 def plain(url: str, **options: Any) -> Callable[[World], Awaitable[Call]]:
@@ -237,25 +271,61 @@ async def existing_subscription(world: World) -> Call:
     return Call("/webhook", json={"event": "user_send_message", "url": url})
 
 
-async def endpoint_patch(world: World) -> Call:
-    description = world.fresh("described by call ")  # each call would change something
-    return Call(f"/webhooks/{world.endpoint_id}", json={"description": description})
+def by_id(prefix: str, rest: str = "") -> Callable[[World], Awaitable[Call]]:
+    async def prepare(world: World) -> Call:
+        return Call(f"{prefix}/{world.endpoint_id}{rest}")
+
+    return prepare
 
 
-async def endpoint_of_its_own(world: World) -> Call:
-    created = await subscribe(world.admin, world.fresh(f"{CLOSED}/doomed"), "user_registered")
-    return Call(f"/webhooks/{created['id']}")
+def endpoint_patch(prefix: str) -> Callable[[World], Awaitable[Call]]:
+    async def prepare(world: World) -> Call:
+        description = world.fresh("described by call ")  # each call would change something
+        return Call(f"{prefix}/{world.endpoint_id}", json={"description": description})
+
+    return prepare
 
 
-async def rotation_of_its_own(world: World) -> Call:
+def endpoint_of_its_own(prefix: str) -> Callable[[World], Awaitable[Call]]:
+    async def prepare(world: World) -> Call:
+        created = await world.endpoint_of(ALICE, world.fresh(f"{CLOSED}/doomed"))
+        return Call(f"{prefix}/{created}")
+
+    return prepare
+
+
+def rotation_of_its_own(prefix: str) -> Callable[[World], Awaitable[Call]]:
     # A fresh endpoint per call: a second rotation within 24 hours is a 409.
-    created = await subscribe(world.admin, world.fresh(f"{CLOSED}/rotated"), "user_registered")
-    return Call(f"/webhooks/{created['id']}/secret/rotate")
+    async def prepare(world: World) -> Call:
+        created = await world.endpoint_of(ALICE, world.fresh(f"{CLOSED}/rotated"))
+        return Call(f"{prefix}/{created}/secret/rotate")
+
+    return prepare
 
 
-async def recover_failed(world: World) -> Call:
-    await world.fail_deliveries()
-    return Call(f"/webhooks/{world.endpoint_id}/recover", json={"since": "2000-01-01T00:00:00Z"})
+def recover_failed(prefix: str) -> Callable[[World], Awaitable[Call]]:
+    async def prepare(world: World) -> Call:
+        await world.fail_deliveries()
+        return Call(f"{prefix}/{world.endpoint_id}/recover", json={"since": "2000-01-01T00:00:00Z"})
+
+    return prepare
+
+
+async def new_endpoint(world: World) -> Call:
+    url = world.fresh(f"{CLOSED}/new")
+    return Call("/endpoints", json={"url": url, "events": ["user_send_message"]})
+
+
+async def new_event_type(world: World) -> Call:
+    return Call("/event-types", json={"name": world.fresh("invoice.paid.v")})
+
+
+async def event_type_patch(world: World) -> Call:
+    return Call(f"/event-types/{APP_TYPE}", json={"description": world.fresh("described ")})
+
+
+async def application_event(world: World) -> Call:
+    return Call("/events", json={"event": APP_TYPE, "data": {"n": 1}, "user": ALICE})
 
 
 async def event(world: World) -> Call:
@@ -269,6 +339,21 @@ async def delivery(world: World) -> Call:
 async def retry_failed(world: World) -> Call:
     await world.fail_deliveries()
     return Call(f"/deliveries/{world.delivery_id}/retry")
+
+
+def endpoint_rows(prefix: str) -> list["Row"]:
+    """The routes by id, served under both names by the same handlers."""
+    path = f"{prefix}/{{endpoint_id}}"
+    return [
+        Row("GET", path, OWNED, 200, by_id(prefix)),
+        Row("PATCH", path, OWNED, 200, endpoint_patch(prefix)),
+        Row("DELETE", path, OWNED, 204, endpoint_of_its_own(prefix)),
+        Row("GET", f"{path}/secret", OWNED, 200, by_id(prefix, "/secret")),
+        Row("POST", f"{path}/secret/rotate", OWNED, 200, rotation_of_its_own(prefix)),
+        Row("POST", f"{path}/ping", OWNED, 200, by_id(prefix, "/ping")),
+        Row("GET", f"{path}/deliveries", OWNED, 200, by_id(prefix, "/deliveries")),
+        Row("POST", f"{path}/recover", OWNED, 202, recover_failed(prefix)),
+    ]
 
 
 ROWS = [
@@ -294,38 +379,19 @@ ROWS = [
     Row("DELETE", "/webhook", ADMIN_ONLY, 204, existing_subscription),
     Row("GET", "/webhooks", ADMIN_ONLY, 200, plain("/webhooks")),
     Row("POST", "/ping", ADMIN_ONLY, 200, plain("/ping")),
-    Row("GET", "/webhooks/{endpoint_id}", ADMIN_ONLY, 200, plain("/webhooks/{endpoint}")),
-    Row("PATCH", "/webhooks/{endpoint_id}", ADMIN_ONLY, 200, endpoint_patch),
-    Row("DELETE", "/webhooks/{endpoint_id}", ADMIN_ONLY, 204, endpoint_of_its_own),
-    Row(
-        "GET",
-        "/webhooks/{endpoint_id}/secret",
-        ADMIN_ONLY,
-        200,
-        plain("/webhooks/{endpoint}/secret"),
-    ),
-    Row(
-        "POST",
-        "/webhooks/{endpoint_id}/secret/rotate",
-        ADMIN_ONLY,
-        200,
-        rotation_of_its_own,
-    ),
-    Row(
-        "POST", "/webhooks/{endpoint_id}/ping", ADMIN_ONLY, 200, plain("/webhooks/{endpoint}/ping")
-    ),
-    Row(
-        "GET",
-        "/webhooks/{endpoint_id}/deliveries",
-        ADMIN_ONLY,
-        200,
-        plain("/webhooks/{endpoint}/deliveries"),
-    ),
-    Row("POST", "/webhooks/{endpoint_id}/recover", ADMIN_ONLY, 202, recover_failed),
+    Row("GET", "/endpoints", USERS, 200, plain("/endpoints")),
+    Row("POST", "/endpoints", USERS, 201, new_endpoint),
+    *endpoint_rows("/endpoints"),
+    *endpoint_rows("/webhooks"),
     Row("GET", "/events", ADMIN_ONLY, 200, plain("/events")),
-    Row("GET", "/events/{event_id}", ADMIN_ONLY, 200, event),
-    Row("GET", "/deliveries/{delivery_id}", ADMIN_ONLY, 200, delivery),
-    Row("POST", "/deliveries/{delivery_id}/retry", ADMIN_ONLY, 202, retry_failed),
+    Row("POST", "/events", ADMIN_ONLY, 201, application_event),
+    Row("GET", "/events/{event_id}", OWNED, 200, event),
+    Row("GET", "/deliveries/{delivery_id}", OWNED, 200, delivery),
+    Row("POST", "/deliveries/{delivery_id}/retry", OWNED, 202, retry_failed),
+    Row("GET", "/event-types", USERS, 200, plain("/event-types")),
+    Row("POST", "/event-types", ADMIN_ONLY, 201, new_event_type),
+    Row("GET", "/event-types/{name}", USERS, 200, plain(f"/event-types/{APP_TYPE}")),
+    Row("PATCH", "/event-types/{name}", ADMIN_ONLY, 200, event_type_patch),
 ]
 
 
@@ -353,7 +419,7 @@ async def test_every_caller_gets_what_the_contract_allows_on_every_route(world, 
     for caller in CALLERS:
         call = await row.prepare(world)
         expected = row.expected(caller)
-        refused = expected in (401, 403)
+        refused = expected in (401, 403, 404)
         before = await database_rows(world.engine) if refused else None
         authorization = caller.authorization(world)
         response = await world.anonymous.request(
@@ -697,8 +763,8 @@ async def test_openapi_says_which_operations_take_the_bearer_token(api):
     wrong = []
 
     for row in ROWS:
-        if row.path.startswith(("/docs", "/redoc", "/openapi")):
-            continue  # not operations of the schema
+        if row.path.startswith(("/docs", "/redoc", "/openapi", "/webhooks/")):
+            continue  # not operations of the schema (/webhooks/{id}: the old name, left out)
         operation = schema["paths"][row.path][row.method.lower()]
         declared = {name: []} in operation.get("security", [])
         if declared != (row.allowed != PUBLIC):
@@ -726,3 +792,110 @@ async def test_the_admin_token_is_compared_in_constant_time(world, monkeypatch):
 
     assert (sha256(admin), sha256(admin)) in compared
     assert (sha256(UNKNOWN_ADMIN_TOKEN), sha256(admin)) in compared
+
+
+# --- Users own endpoints (CONTRACT §9) -------------------------------------------------------
+
+
+async def test_the_schema_documents_the_endpoints_by_their_new_name_only(api):
+    schema = (await api.client.get("/openapi.json")).json()
+
+    assert "/endpoints/{endpoint_id}" in schema["paths"]
+    assert not [path for path in schema["paths"] if path.startswith("/webhooks/")]
+
+
+ADMIN_ENDPOINT_ROUTES = [
+    ("GET", ""),
+    ("PATCH", ""),
+    ("DELETE", ""),
+    ("GET", "/secret"),
+    ("POST", "/secret/rotate"),
+    ("POST", "/ping"),
+    ("GET", "/deliveries"),
+    ("POST", "/recover"),
+]
+
+
+@pytest.mark.parametrize("prefix", ["/endpoints", "/webhooks"])
+@pytest.mark.parametrize(("method", "rest"), ADMIN_ENDPOINT_ROUTES)
+async def test_a_user_cannot_reach_the_admins_endpoint_as_if_it_did_not_exist(
+    world, prefix, method, rest
+):
+    bodies = {"PATCH": {"description": "mine now"}, "POST": {"since": "2000-01-01T00:00:00Z"}}
+    before = await database_rows(world.engine)
+
+    response = await world.anonymous.request(
+        method,
+        f"{prefix}/{world.admin_endpoint_id}{rest}",
+        json=bodies.get(method) if rest in ("", "/recover") else None,
+        headers=bearer(world.tokens[ALICE]),
+    )
+
+    assert response.status_code == 404, response.text
+    assert response.json() == {"detail": f"Webhook '{world.admin_endpoint_id}' not found"}
+    assert await database_rows(world.engine) == before
+
+
+async def test_a_user_lists_only_its_own_endpoints_and_the_admin_lists_all(world):
+    bobs = await world.endpoint_of(BOB, f"{CLOSED}/bob")
+
+    listed = {}
+    for who in (ALICE, BOB, ADMIN):
+        response = await world.anonymous.get("/endpoints", headers=bearer(world.tokens[who]))
+        assert response.status_code == 200, response.text
+        listed[who] = {(e["id"], e["owner"]) for e in response.json()["data"]}
+    as_alice_for_bob = await world.anonymous.get(
+        "/endpoints", params={"owner": BOB}, headers=bearer(world.tokens[ALICE])
+    )
+
+    assert listed[ALICE] == {(world.endpoint_id, ALICE)}
+    assert listed[BOB] == {(bobs, BOB)}
+    assert listed[ADMIN] == {
+        (world.endpoint_id, ALICE),
+        (bobs, BOB),
+        (world.admin_endpoint_id, None),
+    }
+    assert as_alice_for_bob.json()["data"] == []
+
+
+async def test_a_user_cannot_read_another_users_event_or_delivery(world):
+    for path in (f"/events/{world.event_id}", f"/deliveries/{world.delivery_id}"):
+        response = await world.anonymous.get(path, headers=bearer(world.tokens[BOB]))
+
+        assert response.status_code == 404, response.text
+        assert "for" not in response.json()["detail"]
+
+
+async def test_a_user_sees_only_its_own_deliveries_of_an_event(world):
+    as_alice = await world.anonymous.get(
+        f"/events/{world.event_id}", headers=bearer(world.tokens[ALICE])
+    )
+    as_admin = await world.admin.get(f"/events/{world.event_id}")
+
+    assert {d["endpoint_id"] for d in as_alice.json()["deliveries"]} == {world.endpoint_id}
+    assert {d["endpoint_id"] for d in as_admin.json()["deliveries"]} == {
+        world.endpoint_id,
+        world.admin_endpoint_id,
+    }
+
+
+async def test_a_user_may_not_create_an_endpoint_for_another(world):
+    response = await world.anonymous.post(
+        "/endpoints",
+        json={"url": f"{CLOSED}/planted", "events": ["user_send_message"], "owner": BOB},
+        headers=bearer(world.tokens[ALICE]),
+    )
+
+    assert response.status_code == 403, response.text
+
+
+async def test_the_admin_creates_an_endpoint_for_a_user(world):
+    response = await world.admin.post(
+        "/endpoints",
+        json={"url": f"{CLOSED}/given", "events": ["user_send_message"], "owner": BOB},
+    )
+    listed = await world.anonymous.get("/endpoints", headers=bearer(world.tokens[BOB]))
+
+    assert response.status_code == 201, response.text
+    assert response.json()["owner"] == BOB
+    assert response.json()["id"] in {e["id"] for e in listed.json()["data"]}
