@@ -71,8 +71,10 @@ async def _seed(settings: Settings) -> dict[str, list[str]]:
     """Webhooks, users, a message, their events and deliveries; their ids by parameter name."""
     async with running_app(settings) as running:
         client = running.client
-        served = await client.get("/openapi.json")
-        assert served.json() == OPENAPI, "the fuzzed schema is not the one the app serves"
+        served = (await client.get("/openapi.json")).json()
+        # `webhooks` describes what receivers get (from the catalog): no operation of the API.
+        served.pop("webhooks")
+        assert served == OPENAPI, "the fuzzed schema is not the one the app serves"
         hooks = [
             await subscribe(client, HOOK, event)
             for event in ("user_registered", "user_send_message")

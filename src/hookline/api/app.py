@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from hookline import __version__, runtime
-from hookline.api import auth, health, idempotency, metrics, responses
+from hookline.api import auth, health, idempotency, metrics, openapi, responses
 from hookline.api.limits import BodySizeLimit, JsonShapeLimit, RateLimit, RefuseNul
 from hookline.config import Settings
 from hookline.errors import AppError
@@ -57,7 +57,12 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         responses=responses.COMMON,
+        # Served by `openapi.install`, with the event types' webhooks.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
+    openapi.install(app)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
