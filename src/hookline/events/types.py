@@ -230,6 +230,18 @@ def validate(name: str, schema: dict[str, Any] | None, data: dict[str, Any]) -> 
         raise Unprocessable(errors)
 
 
+def standalone(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The schema with its local `$ref`s inlined, to stand inside another document (OpenAPI's
+    `webhooks`), where `#/...` would point into that document; a recursive one keeps its refs."""
+    if schema is None:
+        return None
+    try:
+        inlined: dict[str, Any] = jsonschema_rs.dereference(schema, offline=True)
+    except (jsonschema_rs.ReferencingError, ValueError):  # pragma: no cover - checked when set
+        return schema
+    return inlined
+
+
 @lru_cache(maxsize=256)
 def _validator(schema: bytes) -> Any:
     """A compiled validator per schema (keyed by its canonical JSON), offline."""
