@@ -171,5 +171,5 @@ def _require_enabled(endpoint_id: str, enabled: Any) -> None:
     if not enabled:
         raise Conflict(
             f"Webhook '{endpoint_id}' is disabled; enable it first"
-            ' (PATCH /webhooks/{id} with {"enabled": true})'
+            ' (PATCH /endpoints/{id} with {"enabled": true})'
         )
