@@ -4,30 +4,59 @@ import asyncio
 import json
 import logging
 import signal
+import socket
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from hookline import __version__
+from hookline import __version__, operator_errors
 from hookline.config import Settings
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("hookline")
+
 app = typer.Typer(
-    help="hookline: a self-hostable webhook sender.", no_args_is_help=True, add_completion=False
+    help="hookline: a self-hostable webhook sender.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def _settings() -> Settings:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Alembic tells of every step at INFO; migrate.upgrade says in one line what it applied.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(_describe_setting_error(error) for error in exc.errors())
-        typer.echo(f"error: invalid configuration: {problems}", err=True)
-        raise typer.Exit(code=2) from exc
+        problems = [_describe_setting_error(error) for error in exc.errors()]
+        raise operator_errors.invalid_settings(problems) from exc
 
 
 def _describe_setting_error(error: ErrorDetails) -> str:
@@ -53,17 +82,74 @@ def _server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _serve_http(settings: Settings, *, run_worker: bool) -> None:
-    from hookline.api.app import create_app
-
-    config = uvicorn.Config(
-        create_app(settings, run_worker=run_worker), **_server_options(settings)
-    )
+def _serve_http(settings: Settings, *, run_worker: bool, workers: int = 1) -> None:
     # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that
     # was there before it; make that handler a clean exit, so a requested stop exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    uvicorn.Server(config).run()
+    # Bound first, by hookline: uvicorn would find a busy port only after the start, and
+    # report it as a logged error and exit status 1.
+    with _bound_socket(settings) as sock:
+        if workers == 1:
+            from hookline.api.app import create_app
+
+            api = create_app(settings, run_worker=run_worker)
+            config = uvicorn.Config(api, lifespan="off", **_server_options(settings))
+            with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+                runner.run(_serve(api, uvicorn.Server(config), sock))
+            return
+        from uvicorn.supervisors import Multiprocess
+
+        # Each uvicorn worker process builds its app from the environment, as this one did; this
+        # one starts as they will first, so that a mistake is one line here, not one traceback
+        # from each of them.
+        asyncio.run(_start_once(settings))
+        config = uvicorn.Config(
+            "hookline.api.app:create_app_from_environment",
+            factory=True,
+            workers=workers,
+            **_server_options(settings),
+        )
+        _log_listening(sock)
+        Multiprocess(config, sockets=[sock]).run()
+
+
+def _bound_socket(settings: Settings) -> socket.socket:
+    """A socket bound to HOOKLINE_HOST:HOOKLINE_PORT, as uvicorn binds one for its workers."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with operator_errors.binding(
+            settings.host, settings.port, host_option="HOOKLINE_HOST", port_option="HOOKLINE_PORT"
+        ):
+            sock.bind((settings.host, settings.port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(api: "FastAPI", server: uvicorn.Server, sock: socket.socket) -> None:
+    # The app's lifespan (migrations, the key check, the worker) runs here rather than in
+    # uvicorn, which logs a failed start as a traceback and exits 3: here a mistake raises.
+    async with api.router.lifespan_context(api):
+        _log_listening(sock)
+        await server.serve(sockets=[sock])
+
+
+async def _start_once(settings: Settings) -> None:
+    from hookline import runtime
+
+    async with runtime.running(settings, migrate_db=True):
+        pass
+
+
+def _log_listening(sock: socket.socket) -> None:
+    host, port = sock.getsockname()[:2]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    log.info("listening on http://%s (press CTRL+C to stop)", address)
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
@@ -83,17 +169,7 @@ def api(
     ] = 1,
 ) -> None:
     """The API alone; run workers with `hookline worker`."""
-    settings = _settings()  # a bad setting stops it here, in one line
-    if workers == 1:
-        _serve_http(settings, run_worker=False)
-        return
-    # Each uvicorn worker process builds its app from the environment, as this one did.
-    uvicorn.run(
-        "hookline.api.app:create_app_from_environment",
-        factory=True,
-        workers=workers,
-        **_server_options(settings),
-    )
+    _serve_http(_settings(), run_worker=False, workers=workers)
 
 
 @app.command()
@@ -105,7 +181,7 @@ def worker() -> None:
 async def _run_worker(settings: Settings) -> None:
     from hookline import runtime
 
-    async with runtime.running(settings, run_worker=True, tolerate_outage=True) as running:
+    async with runtime.running(settings, run_worker=True) as running:
         assert running.worker is not None and running.worker_task is not None
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -187,12 +263,8 @@ def rotate_secret_key() -> None:
         finally:
             await store.close()
 
-    try:
-        # The key first: a malformed one must not create or migrate anything.
-        changed = asyncio.run(run(secretbox.load(settings)))
-    except secretbox.SecretKeyError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
+    # The key first: a malformed one must not create or migrate anything.
+    changed = asyncio.run(run(secretbox.load(settings)))
     typer.echo(f"re-sealed the secrets of {changed} endpoint(s) with the first key")
 
 
@@ -203,4 +275,13 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    """The `hookline` command: an operator's mistake is one line on stderr and exit status 2
+    (see operator_errors); anything else keeps its traceback."""
+    try:
+        app(prog_name="hookline")  # under `python -m hookline` too
+    except Exception as exc:
+        line = operator_errors.explain(exc)
+        if line is None:
+            raise
+        typer.echo(f"error: {line}", err=True)
+        sys.exit(operator_errors.EXIT_STATUS)

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from aiohttp import web
 
+from hookline import operator_errors
 from hookline.delivery import signing
 
 NOT_CHECKED = "not checked (no --secret)"
@@ -64,11 +65,13 @@ def build_app(secret: str | None, out: TextIO) -> web.Application:
 
 
 async def serve(host: str, port: int, secret: str | None, out: TextIO = sys.stdout) -> None:
-    """Serve the receiver on host:port until cancelled."""
+    """Serve the receiver on host:port until cancelled; an address that cannot be listened on
+    is an OperatorError."""
     runner = web.AppRunner(build_app(secret, out), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        with operator_errors.binding(host, port, host_option="--host", port_option="--port"):
+            await web.TCPSite(runner, host, port).start()
         # Report the bound address, which differs from `port` when it was 0.
         for address in runner.addresses:
             bound_host, bound_port = address[0], address[1]

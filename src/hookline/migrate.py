@@ -4,6 +4,7 @@ Alembic drives SQLAlchemy, so migrating builds a short-lived SQLAlchemy engine o
 running service reads the schema's revision through the store.
 """
 
+import logging
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from hookline.config import Settings
+from hookline.operator_errors import OperatorError, opening_database
 from hookline.store import Store, units
 from hookline.store.sql import sql
 
@@ -24,6 +27,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Any constant works: every hookline process takes the same lock before migrating.
 _PG_LOCK_KEY = 0x686F6F6B
 _REVISION = sql("SELECT version_num FROM alembic_version")
+
+log = logging.getLogger("hookline.migrate")
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -60,7 +65,28 @@ def migration_engine(settings: Settings) -> AsyncEngine:
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    before = MigrationContext.configure(connection).get_current_revision()
+    _refuse_unknown(before)
     command.upgrade(_config(connection), "head")
+    if before != head():
+        log.info("migrated the database from %s to revision %s", before or "empty", head())
+
+
+def _refuse_unknown(revision: str | None) -> None:
+    """A schema newer than this hookline (an older release started after a newer one
+    migrated): migrations roll forward only."""
+    if revision is None:
+        return
+    try:
+        known = ScriptDirectory.from_config(_config()).get_revision(revision)
+    except CommandError:
+        known = None
+    if known is None:
+        raise OperatorError(
+            f"the database is at revision {revision}, newer than this hookline knows"
+            f" (its newest is {head()})",
+            "run the release that migrated it, or a newer one (migrations roll forward only)",
+        )
 
 
 def _is_current(connection: Connection) -> bool:
@@ -71,8 +97,14 @@ async def upgrade(settings: Settings) -> None:
     """Bring the schema to the newest revision."""
     engine = migration_engine(settings)
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+        conn = engine.connect()
+        with opening_database(settings):
+            await conn.start()
+        try:
+            async with conn.begin():
+                await conn.run_sync(_upgrade)
+        finally:
+            await conn.close()
     finally:
         await engine.dispose()
 

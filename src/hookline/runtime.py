@@ -17,12 +17,16 @@ from hookline import admin_token, migrate, secretbox
 from hookline.config import Settings
 from hookline.delivery.sender import Sender
 from hookline.delivery.ssrf import DestinationCheck
-from hookline.store import Store, StoreUnavailable, open_store
+from hookline.operator_errors import opening_database
+from hookline.store import Store, open_store, units
+from hookline.store.sql import sql
 
 if TYPE_CHECKING:
     from hookline.delivery.worker import Worker
 
 log = logging.getLogger("hookline")
+
+_PING = sql("SELECT 1")
 
 
 @dataclass
@@ -49,12 +53,12 @@ async def running(
     run_worker: bool = False,
     resolver: AbstractResolver | None = None,
     announce_admin_token: bool = True,
-    tolerate_outage: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Start everything this process needs; stop it all on the way out.
 
-    With `tolerate_outage` (the worker), a database that cannot be reached at start is waited
-    for instead of stopping the start.
+    A database that does not exist or cannot be reached stops the start with an OperatorError
+    (`hookline` exits 2 with one line), as does a secret key that is malformed or does not
+    open the stored secrets (SecretKeyError).
     """
     from hookline.webhooks import secrets as endpoint_secrets
 
@@ -66,13 +70,9 @@ async def running(
     runtime: Runtime | None = None
     worker_task: asyncio.Task[None] | None = None
     try:
-        try:
-            current = await migrate.is_current(store)
-        except StoreUnavailable:
-            if not tolerate_outage:
-                raise
-            log.warning("the database is unreachable at start; waiting for it")
-            current = False
+        with opening_database(settings):
+            await store.read(_ping())
+        current = await migrate.is_current(store)
         if current:
             await endpoint_secrets.check_key(store, box)
             await endpoint_secrets.reseal(store, box, every=False)
@@ -113,3 +113,9 @@ async def running(
         if sender is not None:
             await sender.close()
         await store.close()
+
+
+def _ping() -> units.Unit[None]:
+    """A first statement: a database that cannot be opened says so here, before anything
+    takes it for an unmigrated one."""
+    yield units.value(_PING)

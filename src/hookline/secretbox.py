@@ -20,7 +20,8 @@ SECRET_KEY_FILE = "secret-key"
 _CACHE_LIMIT = 4096
 _WRONG_KEY = (
     "a stored endpoint secret does not open with HOOKLINE_SECRET_KEY (or the key in the data"
-    " dir): was the key changed without keeping the old one after it?"
+    ' dir); set HOOKLINE_SECRET_KEY to the key that sealed them (to change keys, "<new>,<old>"'
+    " and then `hookline rotate-secret-key`)"
 )
 
 

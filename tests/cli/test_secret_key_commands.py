@@ -135,7 +135,7 @@ async def test_rotate_secret_key_reseals_the_old_secret_of_a_rotation_in_progres
 
 
 @pytest.mark.parametrize("bad_key", ["nope", "{new},", "{new},not-a-key"])
-def test_rotate_secret_key_with_a_malformed_key_exits_1_with_a_clear_error(
+def test_rotate_secret_key_with_a_malformed_key_exits_2_with_a_clear_error(
     tmp_path: Path, bad_key: str
 ) -> None:
     result = hookline(
@@ -144,7 +144,7 @@ def test_rotate_secret_key_with_a_malformed_key_exits_1_with_a_clear_error(
         secret_key=bad_key.format(new=secretbox.generate_key()),
     )
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "error: HOOKLINE_SECRET_KEY must be Fernet keys" in result.stderr
     assert "`hookline secret-key`" in result.stderr
     assert "Traceback" not in result.stderr
@@ -158,7 +158,7 @@ def test_a_malformed_key_is_refused_in_one_line_before_the_database_is_touched(
 
     result = hookline("rotate-secret-key", data_dir=data_dir, secret_key="nope")
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: HOOKLINE_SECRET_KEY must be Fernet keys (32 url-safe base64-encoded bytes),"
         " comma-separated; make one with `hookline secret-key`"
@@ -186,7 +186,7 @@ def test_rotate_secret_key_changes_nothing_when_a_secret_does_not_open(tmp_path:
 
     result = hookline("rotate-secret-key", data_dir=data_dir, secret_key=f"{new_key},{first_key}")
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stdout == ""
     assert stored_endpoints(data_dir) == before  # the first one re-sealed, then rolled back
 
@@ -198,6 +198,6 @@ def test_rotate_secret_key_says_clearly_when_a_secret_does_not_open(tmp_path: Pa
 
     result = hookline("rotate-secret-key", data_dir=data_dir, secret_key=f"{new_key},{first_key}")
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "error: a stored endpoint secret does not open with HOOKLINE_SECRET_KEY" in result.stderr
     assert "Traceback" not in result.stderr
