@@ -91,6 +91,13 @@ class Endpoint(Base):
             postgresql_where=text("owner_id IS NOT NULL"),
             sqlite_where=text("owner_id IS NOT NULL"),
         ),
+        # The few paced endpoints (rate-limited or ordered), which claims serve apart.
+        Index(
+            "ix_endpoints_paced",
+            "id",
+            postgresql_where=text("rate_limit IS NOT NULL OR ordered"),
+            sqlite_where=text("rate_limit IS NOT NULL OR ordered"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -114,6 +121,8 @@ class Endpoint(Base):
     filter: Mapped[dict[str, Any] | None]
     rate_limit: Mapped[float | None] = mapped_column(Float)
     ordered: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # A rate-limited endpoint's next attempt may start no earlier (claims move it on).
+    rate_next_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
 
@@ -169,6 +178,14 @@ class Delivery(Base):
             sqlite_where=text("status = 'pending'"),
         ),
         Index("ix_deliveries_endpoint", "endpoint_id", "id"),
+        # An ordered endpoint's head: its oldest pending delivery, in stored order.
+        Index(
+            "ix_deliveries_endpoint_head",
+            "endpoint_id",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
         Index("ix_deliveries_event", "event_id"),
     )
 
