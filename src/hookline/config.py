@@ -1,7 +1,7 @@
 """Settings: one typed object built from HOOKLINE_* variables (and .env), passed in."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     # Per caller (a token, else an address): `burst` requests at once, refilled at this rate.
     rate_limit_per_second: float = Field(default=100.0, ge=0)
     rate_limit_burst: int = Field(default=200, ge=1)
+    # Log lines as `time LEVEL logger message key=value …`, or one JSON object a line.
+    log_format: Literal["text", "json"] = "text"
+    # `hookline worker` serves its attempt counters for Prometheus on HOOKLINE_HOST:this port
+    # (GET /metrics, no token); unset, it serves none. `serve` shows them in its own /metrics.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
