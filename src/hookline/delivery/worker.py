@@ -134,6 +134,8 @@ class Worker:
 
     async def _attempt(self, item: Claimed) -> None:
         try:
+            if item.wait > 0:  # a rate-limited endpoint's turn (the claim spaced them)
+                await asyncio.sleep(item.wait)
             body = envelope.render(
                 event_id=item.event_id,
                 event=item.event,
