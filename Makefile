@@ -18,8 +18,8 @@ run: $(BIN)/.installed
 	$(BIN)/hookline serve
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff format --check src tests bench migrations
-	$(BIN)/ruff check src tests bench migrations
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy --strict src
 	$(BIN)/lint-imports
 
@@ -27,8 +27,8 @@ test: lint
 	$(BIN)/pytest
 
 format: $(BIN)/.installed
-	$(BIN)/ruff format src tests bench migrations
-	$(BIN)/ruff check --fix src tests bench migrations
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,8 @@ from hookline.operator_errors import OperatorError, opening_database
 from hookline.store import Store, units
 from hookline.store.sql import sql
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Inside the package, so that an installed wheel carries them.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant works: every hookline process takes the same lock before migrating.
 _PG_LOCK_KEY = 0x686F6F6B
 _REVISION = sql("SELECT version_num FROM alembic_version")
