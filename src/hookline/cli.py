@@ -14,7 +14,7 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from hookline import __version__, operator_errors
+from hookline import __version__, operate, operator_errors
 from hookline.config import Settings
 
 if TYPE_CHECKING:
@@ -205,16 +205,18 @@ def listen(
     secret: Annotated[
         str | None, typer.Option(help="The endpoint's whsec_… secret, to check signatures.")
     ] = None,
+    forward_to: Annotated[
+        str | None,
+        typer.Option(help="Relay each webhook to this URL (a local app) and pass its answer back."),
+    ] = None,
 ) -> None:
     """A local receiver that prints each webhook it gets and checks its signature."""
     from hookline import listen as receiver
 
     try:
-        asyncio.run(receiver.serve(host, port, secret))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--secret") from exc
+        asyncio.run(receiver.serve(host, port, secret, forward_to=forward_to))
     except KeyboardInterrupt:
-        pass
+        return  # CTRL+C is how it stops
 
 
 @app.command("import-seed")
@@ -272,6 +274,9 @@ def rotate_secret_key() -> None:
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+operate.register(app)  # endpoints, deliveries, events, status: a running hookline's API
 
 
 def main() -> None:
