@@ -158,7 +158,7 @@ def _holds(found: Any, condition: Any) -> bool:
 
 def _operator(found: Any, operator: str, operand: Any) -> bool:
     if operator == "$exists":
-        return (found is not _MISSING) == operand
+        return bool((found is not _MISSING) == operand)
     if found is _MISSING:
         return False  # a missing path cannot be evaluated: it does not match, even $ne
     if operator == "$eq":

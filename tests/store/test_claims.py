@@ -202,7 +202,9 @@ async def test_claim_passing_over_a_backlog_probes_endpoints_through_their_index
     hanging = (await delivery(rows, ids["hanging"][0])).endpoint_id
     options: dict[str, Any] = {"per_endpoint": 2, "skip_endpoints": [hanging]}
     # The statement claim() runs, as it hands it to the store.
-    lease = next(claims.claim(owner="w", limit=5, lease_seconds=30, **options))
+    unit = claims.claim(owner="w", limit=5, lease_seconds=30, **options)
+    next(unit)  # which endpoints are paced: none here
+    lease = unit.send([])
     assert lease.statement is not None
     now = utcnow()
     parameters = {k: sqlite_value(v) for k, v in lease.params.items()}

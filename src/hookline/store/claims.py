@@ -7,13 +7,14 @@ neither take a delivery early nor steal a lease that has not run out. PostgreSQL
 `FOR UPDATE SKIP LOCKED`; SQLite's one writer serializes claims.
 """
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hookline.store import units
-from hookline.store.sql import js, sql, ts_required
+from hookline.store.sql import js, sql, ts, ts_required
 from hookline.store.status import Status
 from hookline.store.units import Unit
 
@@ -34,6 +35,8 @@ class Claimed:
     url: str
     secrets: tuple[str, ...]  # sealed; the old one too while a rotation lasts
     headers: dict[str, str] | None
+    # Seconds to wait before sending: a rate-limited endpoint's attempts are spaced 1/rate apart.
+    wait: float = 0.0
 
     @property
     def probe(self) -> bool:
@@ -134,26 +137,108 @@ def claim(
 ) -> Unit[list[Claimed]]:
     """Lease up to `limit` due deliveries (a lapsed lease counts as due) to `owner`.
 
-    At most `per_endpoint` of them go to one endpoint, and none to `skip_endpoints`.
+    At most `per_endpoint` of them go to one endpoint, and none to `skip_endpoints`. Paced
+    endpoints (rate-limited or ordered, CONTRACT §10) are served first, each by its own rule.
     """
+    cap = limit if per_endpoint is None else per_endpoint
     params: dict[str, Any] = {
         "owner": owner,
         "lease_seconds": float(lease_seconds),
         "limit": limit,
-        "per_endpoint": limit if per_endpoint is None else per_endpoint,
+        "per_endpoint": cap,
     }
-    if skip_endpoints:
-        leased = yield units.rows(_LEASE_PER_ENDPOINT, {**params, "skip": list(skip_endpoints)})
+    paced = [row[0] for row in (yield units.rows(_PACED_IDS))]
+    waits: dict[str, float] = {}
+    if paced:
+        waits = yield from _claim_paced(params, skip_endpoints, cap)
+        params["limit"] = limit - len(waits)
+    skip = [*skip_endpoints, *paced]
+    leased: list[Any] = []
+    if params["limit"] <= 0:
+        leased = []
+    elif skip:
+        leased = yield units.rows(_LEASE_PER_ENDPOINT, {**params, "skip": skip})
     else:
         candidates = limit if per_endpoint is None else limit * CANDIDATES_PER_SLOT
         leased = yield units.rows(_LEASE_OLDEST, {**params, "candidates": candidates})
-    if not leased:
+    ids = [*waits, *(row[0] for row in leased)]
+    if not ids:
         return []
-    found = yield units.rows(_CLAIMED_ROWS, {"ids": [row[0] for row in leased]})
-    return [_claimed(row) for row in found]
+    found = yield units.rows(_CLAIMED_ROWS, {"ids": ids})
+    return [_claimed(row, waits.get(row[0], 0.0)) for row in found]
 
 
-def _claimed(row: Any) -> Claimed:
+# -- paced endpoints: rate limits and ordered delivery ----------------------------------------
+
+# How far ahead a claim schedules a rate-limited endpoint's attempts (it leases what may start
+# within this many seconds, each told how long to wait).
+PACE_HORIZON = 1.0
+
+_PACED_IDS = sql("SELECT id FROM endpoints WHERE rate_limit IS NOT NULL OR ordered")
+# The paced endpoints with due work, locked on PostgreSQL so that one claim at a time moves an
+# endpoint's pace (another claim skips it meanwhile).
+_PACED_DUE = (
+    "SELECT p.id, p.rate_limit, p.ordered, p.rate_next_at, {now} FROM endpoints p"
+    " WHERE (p.rate_limit IS NOT NULL OR p.ordered) AND NOT (p.id {in:skip})"
+    " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = p.id AND "
+    + _DUE.format(t="d")
+    + ") ORDER BY p.rate_next_at NULLS FIRST, p.id LIMIT :limit"
+)
+_PACED = sql(_PACED_DUE, postgres=_PACED_DUE + " FOR UPDATE OF p SKIP LOCKED")
+# An ordered endpoint's head: its oldest pending delivery, due or not; only it may be sent.
+_HEAD = sql(
+    "SELECT id, next_attempt_at <= {now} AND (lease_until IS NULL OR lease_until <= {now})"
+    " FROM deliveries WHERE endpoint_id = :id AND status = 'pending' ORDER BY id LIMIT 1"
+)
+_DUE_OF = sql(
+    "SELECT d.id FROM deliveries d WHERE d.endpoint_id = :id AND "
+    + _DUE.format(t="d")
+    + " ORDER BY d.next_attempt_at LIMIT :n {skip_locked}"
+)
+_LEASE_THESE = sql(
+    "UPDATE deliveries SET lease_owner = :owner, lease_until = {after:lease_seconds},"
+    " retry_requested_at = NULL WHERE id {in:ids}"
+)
+_PACE = sql("UPDATE endpoints SET rate_next_at = :next_at WHERE id = :id")
+
+
+def _claim_paced(params: dict[str, Any], skip: Collection[str], cap: int) -> Unit[dict[str, float]]:
+    """Lease what each paced endpoint may send now; the delivery ids with their waits.
+
+    Ordered: only the head (the oldest pending delivery), when it is due and nothing of the
+    endpoint is in flight; a head waiting for its retry holds the others back. Rate-limited:
+    attempts start 1/rate seconds apart across every worker (the endpoint's `rate_next_at`).
+    """
+    found = yield units.rows(_PACED, {"skip": list(skip), "limit": params["limit"]})
+    waits: dict[str, float] = {}
+    for endpoint_id, rate, ordered, next_at, now_value in found:
+        room = min(cap, params["limit"] - len(waits))
+        if room <= 0:
+            break
+        now = ts_required(now_value)
+        start = max(now, ts(next_at) or now)
+        if rate is not None:
+            ahead = (now - start).total_seconds() + PACE_HORIZON
+            room = min(room, max(0, math.ceil(ahead * rate)))
+        if ordered:
+            head = yield units.one(_HEAD, {"id": endpoint_id})
+            ids = [head[0]] if head is not None and head[1] and room > 0 else []
+        elif room > 0:
+            ids = [row[0] for row in (yield units.rows(_DUE_OF, {"id": endpoint_id, "n": room}))]
+        else:
+            ids = []
+        if not ids:
+            continue
+        yield units.execute(_LEASE_THESE, {**params, "ids": ids})
+        for n, delivery_id in enumerate(ids):
+            waits[delivery_id] = 0.0 if rate is None else (start - now).total_seconds() + n / rate
+        if rate is not None:
+            pace = {"id": endpoint_id, "next_at": start + timedelta(seconds=len(ids) / rate)}
+            yield units.execute(_PACE, pace)
+    return waits
+
+
+def _claimed(row: Any, wait: float = 0.0) -> Claimed:
     secrets = (row[8],) if row[9] is None else (row[8], row[9])
     return Claimed(
         delivery_id=row[0],
@@ -166,17 +251,17 @@ def _claimed(row: Any) -> Claimed:
         url=row[7],
         secrets=secrets,
         headers=js(row[10]),
+        wait=wait,
     )
 
 
 # The rows `owner` still holds, locked so that no lease can lapse and be re-claimed between
 # this and the update.
-_HELD = sql(
-    "SELECT id, status, retry_requested_at FROM deliveries"
-    " WHERE id {in:ids} AND lease_owner = :owner",
-    postgres="SELECT id, status, retry_requested_at FROM deliveries"
-    " WHERE id {in:ids} AND lease_owner = :owner FOR UPDATE",
+_HELD_ROWS = (
+    "SELECT d.id, d.status, d.retry_requested_at, p.ordered FROM deliveries d"
+    " JOIN endpoints p ON p.id = d.endpoint_id WHERE d.id {in:ids} AND d.lease_owner = :owner"
 )
+_HELD = sql(_HELD_ROWS, postgres=_HELD_ROWS + " FOR UPDATE OF d")
 # finished_at: set when the delivery leaves pending now, empty while it stays pending, kept
 # when it had left already (cancelled while the attempt was in flight).
 _FINISH = sql(
@@ -213,8 +298,10 @@ def complete(*, owner: str, finished: Sequence[Finished]) -> Unit[list[Finished]
         _RECORD,
         ({"delivery_id": item.delivery_id, "number": item.number, **item.attempt} for item in mine),
     )
-    if any(update["delay"] == 0 for update in updates):
-        yield units.wake()  # due again at once (a retry by hand): a claim can take it now
+    # Due again at once (a retry by hand), or an ordered endpoint's next delivery may go now:
+    # a claim can take it.
+    if any(update["delay"] == 0 for update in updates) or any(row[3] for row in held):
+        yield units.wake()
     return mine
 
 

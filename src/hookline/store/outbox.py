@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from hookline import filtering
 from hookline.ids import new_id
 from hookline.models import utcnow
 from hookline.store import units
-from hookline.store.sql import sql
+from hookline.store.sql import js, sql
 from hookline.store.units import Unit
 
 _ADD_EVENT = sql(
@@ -24,8 +25,10 @@ _ADD_DELIVERY = sql(
 
 # Subscribed, or subscribed to everything ("*"), and enabled; the admin's (no owner), or the
 # endpoints of the user the event concerns.
+# Its filter is evaluated here, on the event about to be stored (CONTRACT §10).
 _SUBSCRIBERS = sql(
-    "SELECT DISTINCT s.endpoint_id FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id"
+    "SELECT DISTINCT s.endpoint_id, e.filter FROM subscriptions s"
+    " JOIN endpoints e ON e.id = s.endpoint_id"
     " WHERE s.event IN (:event, '*') AND e.enabled = TRUE"
     " AND (e.owner_id IS NULL OR e.owner_id = :user_id)"
 )
@@ -51,17 +54,31 @@ def publish(
     admin's or belongs to `user_id` (the user the event concerns), or to the endpoints `to`
     names (a ping to a new endpoint).
     """
+    event_id, created_at = new_id("evt"), created_at or utcnow()
     if to is None:
         found = yield units.rows(_SUBSCRIBERS, {"event": event, "user_id": user_id})
-        endpoint_ids = [row[0] for row in found]
+        envelope = None
+        endpoint_ids = []
+        for endpoint_id, filter_ in found:
+            if filter_ is not None:
+                envelope = envelope or {
+                    "id": event_id,
+                    "event": event,
+                    "timestamp": created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "data": data,
+                }
+                if not filtering.matches(js(filter_), envelope):
+                    continue
+            endpoint_ids.append(endpoint_id)
     else:
         endpoint_ids = list(to)
-    event_id = yield from enqueue(
+    yield from enqueue(
         event=event,
         data=data,
         endpoint_ids=endpoint_ids,
-        created_at=created_at or utcnow(),
+        created_at=created_at,
         user_id=user_id,
+        event_id=event_id,
     )
     return Published(event_id, len(endpoint_ids))
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from hookline import filtering
 from hookline.delivery import envelope, signing
 from hookline.delivery.sender import Sender
 from hookline.delivery.ssrf import DestinationCheck
@@ -60,10 +61,14 @@ _LOCK_OWNER = sql(
 _OWNED = sql("SELECT count(*) FROM endpoints WHERE owner_id = :owner_id")
 _USER_ID = sql("SELECT id FROM users WHERE username = :username")
 _ADD = sql(
-    "INSERT INTO endpoints (id, url, owner_id, description, secret, headers, enabled, ordered,"
-    " created_at) VALUES (:id, :url, :owner_id, :description, :secret, :headers, TRUE, FALSE,"
-    " :created_at) ON CONFLICT DO NOTHING RETURNING id"
+    "INSERT INTO endpoints (id, url, owner_id, description, secret, headers, filter, rate_limit,"
+    " ordered, enabled, created_at) VALUES (:id, :url, :owner_id, :description, :secret,"
+    " :headers, :filter, :rate_limit, :ordered, TRUE, :created_at)"
+    " ON CONFLICT DO NOTHING RETURNING id"
 )
+_SET_FILTER = sql("UPDATE endpoints SET filter = :filter WHERE id = :id")
+_SET_RATE_LIMIT = sql("UPDATE endpoints SET rate_limit = :rate_limit WHERE id = :id")
+_SET_ORDERED = sql("UPDATE endpoints SET ordered = :ordered WHERE id = :id")
 _LIST = variants(
     f"SELECT {_COLUMNS} FROM {_TABLES}",
     "ORDER BY e.id DESC LIMIT :limit",
@@ -231,6 +236,7 @@ def _create(
     if refusal is not None:
         raise refusal
     headers = _checked_headers(body.headers)
+    _check_filter(body.filter)
     secret = _checked_secret(body.secret) if body.secret is not None else signing.generate_secret()
     if owner_id is not None:
         yield units.value(_LOCK_OWNER, {"id": owner_id})
@@ -249,6 +255,9 @@ def _create(
             "description": body.description,
             "secret": box.seal(secret),
             "headers": headers,
+            "filter": body.filter,
+            "rate_limit": body.rate_limit,
+            "ordered": body.ordered,
             "created_at": utcnow(),
         },
     )
@@ -262,6 +271,15 @@ def _create(
         yield from events.publish(event=events.PING, data=data, to=[endpoint_id])
     created = yield from get(endpoint_id=endpoint_id)
     return EndpointCreated(**created.model_dump(), secret=secret)
+
+
+def _check_filter(filter_: dict[str, Any] | None) -> None:
+    if filter_ is None:
+        return
+    try:
+        filtering.check(filter_)
+    except filtering.FilterError as exc:
+        raise Unprocessable(str(exc)) from exc
 
 
 def _checked_headers(given: dict[str, str] | None) -> dict[str, str] | None:
@@ -326,6 +344,13 @@ def _update(
     if "headers" in given:
         headers = _checked_headers(patch.headers)
         yield units.execute(_SET_HEADERS, {"id": endpoint_id, "headers": headers})
+    if "filter" in given:
+        _check_filter(patch.filter)
+        yield units.execute(_SET_FILTER, {"id": endpoint_id, "filter": patch.filter})
+    if "rate_limit" in given:
+        yield units.execute(_SET_RATE_LIMIT, {"id": endpoint_id, "rate_limit": patch.rate_limit})
+    if patch.ordered is not None:
+        yield units.execute(_SET_ORDERED, {"id": endpoint_id, "ordered": patch.ordered})
     if patch.enabled is True and not enabled:
         yield from health.enable(endpoint_id)
     elif patch.enabled is False and enabled:

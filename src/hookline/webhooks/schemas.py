@@ -98,6 +98,14 @@ class EndpointCreated(EndpointOut):
 
 
 Events = Annotated[list[EventName], Field(min_length=1, max_length=16)]
+Filter = dict[str, Any] | None
+RateLimit = Annotated[float, Field(gt=0, le=10_000)] | None
+_FILTER = (
+    "Only events that match get a delivery: paths of the envelope (`event`, `data.…`) to a"
+    " value or to operators `$eq $ne $in $nin $gt $gte $lt $lte $exists`; `$and`, `$or`, `$not`."
+)
+_RATE_LIMIT = "At most this many attempts per second, over all workers; the rest wait."
+_ORDERED = "One at a time, in the order the events were stored."
 Description = Annotated[str, StringConstraints(max_length=1000), NoNul]
 
 
@@ -113,6 +121,9 @@ class EndpointCreate(BaseModel):
         description="Your own `whsec_…` secret (24 to 64 random bytes, base64); one is made if"
         " not given.",
     )
+    filter: Filter = Field(default=None, description=_FILTER)
+    rate_limit: RateLimit = Field(default=None, description=_RATE_LIMIT)
+    ordered: StrictBool = Field(default=False, description=_ORDERED)
     owner: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None,
         description="(Admin only) the username whose endpoint this is; a user's own token"
@@ -131,13 +142,16 @@ class EndpointPatch(BaseModel):
     headers: dict[str, str] | None = Field(
         default=None, description="Sent with every attempt; replaces the present ones."
     )
+    filter: Filter = Field(default=None, description=_FILTER + " null removes it.")
+    rate_limit: RateLimit = Field(default=None, description=_RATE_LIMIT + " null: no limit.")
+    ordered: StrictBool | None = Field(default=None, description=_ORDERED)
     enabled: StrictBool | None = Field(
         default=None, description="true re-enables a disabled endpoint; false disables it."
     )
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> "EndpointPatch":
-        for name in ("url", "events", "enabled"):
+        for name in ("url", "events", "enabled", "ordered"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"'{name}' cannot be null")
         return self
