@@ -82,14 +82,20 @@ def _server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _serve_http(settings: Settings, *, run_worker: bool, workers: int = 1) -> None:
+def _serve_http(
+    settings: Settings,
+    *,
+    run_worker: bool,
+    workers: int = 1,
+    options: tuple[str, str] = ("HOOKLINE_HOST", "HOOKLINE_PORT"),
+) -> None:
     # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler that
     # was there before it; make that handler a clean exit, so a requested stop exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
     # Bound first, by hookline: uvicorn would find a busy port only after the start, and
     # report it as a logged error and exit status 1.
-    with _bound_socket(settings) as sock:
+    with _bound_socket(settings, options) as sock:
         if workers == 1:
             from hookline.api.app import create_app
 
@@ -114,14 +120,15 @@ def _serve_http(settings: Settings, *, run_worker: bool, workers: int = 1) -> No
         Multiprocess(config, sockets=[sock]).run()
 
 
-def _bound_socket(settings: Settings) -> socket.socket:
-    """A socket bound to HOOKLINE_HOST:HOOKLINE_PORT, as uvicorn binds one for its workers."""
+def _bound_socket(settings: Settings, options: tuple[str, str]) -> socket.socket:
+    """A socket bound to HOOKLINE_HOST:HOOKLINE_PORT, as uvicorn binds one for its workers;
+    `options` name what sets host and port, for an error."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         with operator_errors.binding(
-            settings.host, settings.port, host_option="HOOKLINE_HOST", port_option="HOOKLINE_PORT"
+            settings.host, settings.port, host_option=options[0], port_option=options[1]
         ):
             sock.bind((settings.host, settings.port))
     except BaseException:
@@ -156,10 +163,32 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
+HostOption = Annotated[
+    str | None, typer.Option(help="Address to listen on (instead of HOOKLINE_HOST).")
+]
+PortOption = Annotated[
+    int | None,
+    typer.Option(min=0, max=65535, help="Port to listen on (instead of HOOKLINE_PORT)."),
+]
+
+
+def _listening_on(host: str | None, port: int | None) -> tuple[Settings, tuple[str, str]]:
+    """The settings with --host and --port over HOOKLINE_HOST and HOOKLINE_PORT, and the name
+    of what set each (for an error)."""
+    settings = _settings()
+    given = {name: value for name, value in (("host", host), ("port", port)) if value is not None}
+    options = (
+        "--host" if host is not None else "HOOKLINE_HOST",
+        "--port" if port is not None else "HOOKLINE_PORT",
+    )
+    return settings.model_copy(update=given), options
+
+
 @app.command()
-def serve() -> None:
+def serve(host: HostOption = None, port: PortOption = None) -> None:
     """API and delivery worker in one process (SQLite by default)."""
-    _serve_http(_settings(), run_worker=True)
+    settings, options = _listening_on(host, port)
+    _serve_http(settings, run_worker=True, options=options)
 
 
 @app.command()
@@ -167,9 +196,12 @@ def api(
     workers: Annotated[
         int, typer.Option(min=1, help="API processes sharing the port (uvicorn workers).")
     ] = 1,
+    host: HostOption = None,
+    port: PortOption = None,
 ) -> None:
     """The API alone; run workers with `hookline worker`."""
-    _serve_http(_settings(), run_worker=False, workers=workers)
+    settings, options = _listening_on(host, port)
+    _serve_http(settings, run_worker=False, workers=workers, options=options)
 
 
 @app.command()

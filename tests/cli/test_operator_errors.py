@@ -139,6 +139,17 @@ def test_a_busy_port_is_one_line(tmp_path: Path, busy_port: int, command: list[s
     assert not (tmp_path / "data").exists()  # stopped before the database was touched
 
 
+@pytest.mark.parametrize("command", [["serve"], ["api"], ["api", "--workers", "2"]])
+def test_host_and_port_options_win_over_the_settings(
+    tmp_path: Path, busy_port: int, command: list[str]
+) -> None:
+    options = ["--host", "127.0.0.1", "--port", str(busy_port)]
+
+    result = hookline(*command, *options, tmp_path=tmp_path, host="localhost", port="0")
+
+    one_line(result, f"cannot listen on 127.0.0.1:{busy_port}: address already in use", "--port")
+
+
 def test_a_bad_setting_is_one_line(tmp_path: Path) -> None:
     result = hookline("worker", tmp_path=tmp_path, port="eighty")
 
