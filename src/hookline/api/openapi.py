@@ -1,10 +1,12 @@
-"""`/openapi.json` with its OpenAPI 3.1 `webhooks` section, and the interactive docs on it.
+"""`/openapi.json` with its OpenAPI 3.1 `webhooks` section, and the interactive docs on it
+(Swagger UI at /docs, ReDoc at /redoc), their assets served from the package under /static.
 
 The paths are FastAPI's, built once; `webhooks` holds one entry per event type of the catalog
 (CONTRACT §8): the request a receiver gets, the envelope of §6 with the type's `data` schema,
 read from the catalog at every request so that it follows the types as they change.
 """
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +16,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from hookline.api.deps import runtime_of
 from hookline.events import types
@@ -21,6 +24,15 @@ from hookline.events.schemas import EventTypeOut
 
 OPENAPI_URL = "/openapi.json"
 _OAUTH2_REDIRECT = "/docs/oauth2-redirect"
+# The docs' scripts, styles and icon, served from the package (static/README.md says whence):
+# /docs and /redoc work with no internet access and load nothing from anyone else.
+STATIC_URL = "/static"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_SWAGGER_UI = f"{STATIC_URL}/swagger_ui"
+_REDOC = f"{STATIC_URL}/redoc"
+_FAVICON = f"{_SWAGGER_UI}/favicon-32x32.png"
+# Swagger UI would otherwise send the schema's URL to its vendor's online validator.
+_SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
 
 _HEADERS = [
     {
@@ -93,15 +105,26 @@ def install(app: FastAPI) -> None:
             openapi_url=OPENAPI_URL,
             title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=_OAUTH2_REDIRECT,
+            swagger_js_url=f"{_SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{_SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=_FAVICON,
+            swagger_ui_parameters=_SWAGGER_UI_PARAMETERS,
         )
 
     async def swagger_ui_redirect(_request: Request) -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
     async def redoc(_request: Request) -> HTMLResponse:
-        return get_redoc_html(openapi_url=OPENAPI_URL, title=f"{app.title} - ReDoc")
+        return get_redoc_html(
+            openapi_url=OPENAPI_URL,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{_REDOC}/redoc.standalone.js",
+            redoc_favicon_url=_FAVICON,
+            with_google_fonts=False,
+        )
 
     app.add_route(OPENAPI_URL, openapi, include_in_schema=False)
     app.add_route("/docs", swagger_ui, include_in_schema=False)
     app.add_route(_OAUTH2_REDIRECT, swagger_ui_redirect, include_in_schema=False)
     app.add_route("/redoc", redoc, include_in_schema=False)
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
