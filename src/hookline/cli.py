@@ -14,10 +14,12 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from hookline import __version__, operate, operator_errors
+from hookline import __version__, logs, operate, operator_errors
 from hookline.config import Settings
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from fastapi import FastAPI
 
 log = logging.getLogger("hookline")
@@ -49,14 +51,15 @@ def _options(
 
 
 def _settings() -> Settings:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Alembic tells of every step at INFO; migrate.upgrade says in one line what it applied.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = [_describe_setting_error(error) for error in exc.errors()]
         raise operator_errors.invalid_settings(problems) from exc
+    # Text or JSON lines on stderr, uvicorn's included; alembic's steps quieted (migrate.upgrade
+    # says in one line what it applied).
+    logs.configure(settings.log_format)
+    return settings
 
 
 def _describe_setting_error(error: ErrorDetails) -> str:
@@ -77,6 +80,9 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "http": server.LimitedHttpToolsProtocol,
         "log_level": "info",
+        # No logging setup of uvicorn's own: its lines go through hookline's (logs.py), and
+        # requests are logged by api/access_log.py (without query strings).
+        "log_config": None,
         "access_log": False,
         "server_header": False,
     }
@@ -213,12 +219,34 @@ def worker() -> None:
 async def _run_worker(settings: Settings) -> None:
     from hookline import runtime
 
-    async with runtime.running(settings, run_worker=True) as running:
-        assert running.worker is not None and running.worker_task is not None
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, running.worker.stop)
-        await running.worker_task
+    metrics_server = _worker_metrics_server(settings)
+    try:
+        async with runtime.running(settings, run_worker=True) as running:
+            assert running.worker is not None and running.worker_task is not None
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, running.worker.stop)
+            await running.worker_task
+    finally:
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.shutdown)
+            metrics_server.server_close()
+
+
+def _worker_metrics_server(settings: Settings) -> "WSGIServer | None":
+    """The worker's own /metrics (its attempt counters) on HOOKLINE_WORKER_METRICS_PORT."""
+    port = settings.worker_metrics_port
+    if port is None:
+        return None
+    from hookline.delivery import metrics
+
+    with operator_errors.binding(
+        settings.host, port, host_option="HOOKLINE_HOST", port_option="HOOKLINE_WORKER_METRICS_PORT"
+    ):
+        server = metrics.serve_http(port, settings.host)
+    address = f"[{settings.host}]:{port}" if ":" in settings.host else f"{settings.host}:{port}"
+    log.info("serving the worker's metrics on http://%s/metrics", address)
+    return server
 
 
 @app.command()

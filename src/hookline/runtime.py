@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp.abc import AbstractResolver
 
-from hookline import admin_token, migrate, secretbox
+from hookline import admin_token, migrate, secretbox, weak_settings
 from hookline.config import Settings
 from hookline.delivery.sender import Sender
 from hookline.delivery.ssrf import DestinationCheck
@@ -105,6 +105,7 @@ async def running(
             runtime.worker = Worker(settings=settings, store=store, sender=sender)
             store.on_wake(runtime.worker.wake)
             worker_task = runtime.worker_task = asyncio.create_task(runtime.worker.run())
+        weak_settings.warn(settings)  # after the store: it made the data dir if it was missing
         yield runtime
     finally:
         if worker_task is not None and runtime is not None and runtime.worker is not None:

@@ -1,6 +1,7 @@
 """The app factory: routes, the error handler and a lifespan that owns engine, sender, worker."""
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,8 +12,9 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from hookline import __version__, runtime
+from hookline import __version__, logs, runtime
 from hookline.api import auth, health, idempotency, metrics, openapi, responses
+from hookline.api.access_log import AccessLog
 from hookline.api.limits import BodySizeLimit, JsonShapeLimit, RateLimit, RefuseNul
 from hookline.config import Settings
 from hookline.errors import AppError
@@ -45,11 +47,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime.running(
-            settings, migrate_db=migrate_db, run_worker=run_worker, resolver=resolver
-        ) as running:
-            app.state.runtime = running
-            yield
+        started = False
+        try:
+            async with runtime.running(
+                settings, migrate_db=migrate_db, run_worker=run_worker, resolver=resolver
+            ) as running:
+                app.state.runtime = running
+                log.info("api started", extra=_start_fields(running, run_worker))
+                started = True
+                yield
+        finally:
+            if started:  # after the worker drained, when there is one
+                log.info("api stopped", extra=logs.fields(pid=os.getpid()))
 
     app = FastAPI(
         title="hookline",
@@ -107,6 +116,8 @@ def create_app(
         per_second=settings.rate_limit_per_second,
         burst=settings.rate_limit_burst,
     )
+    # Outermost: one line for every answer, the refusals above included.
+    app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(users_router)
@@ -117,6 +128,12 @@ def create_app(
     app.include_router(endpoint_router.by_id, prefix="/webhooks", include_in_schema=False)
     app.include_router(events_router)
     return app
+
+
+def _start_fields(running: runtime.Runtime, run_worker: bool) -> dict[str, Any]:
+    return logs.fields(
+        version=__version__, pid=os.getpid(), database=running.store.dialect, worker=run_worker
+    )
 
 
 # A body can hold tens of thousands of wrong fields; an answer listing each costs seconds of
@@ -151,6 +168,7 @@ def create_app_from_environment() -> FastAPI:
     from hookline.api import server
 
     settings = Settings()
+    logs.configure(settings.log_format)  # this process's own: uvicorn started it anew
     server.raise_open_files_limit()
     server.LimitedHttpToolsProtocol.configure(header_timeout=settings.header_timeout)
     return create_app(settings)

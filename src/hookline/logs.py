@@ -1,0 +1,134 @@
+"""Log lines: plain text or one JSON object a line (HOOKLINE_LOG_FORMAT), on stderr.
+
+A line is a short message and, for the lines an operator searches or counts (an attempt, a
+request, a start or stop, a disabled endpoint), named fields passed with `extra=fields(...)`:
+
+    log.info("attempt succeeded", extra=logs.fields(delivery_id=..., status_code=200))
+
+Text mode writes them after the message as `key=value` (a value with spaces or quotes is
+quoted as JSON), JSON mode as keys of the object beside `time`, `level`, `logger` and
+`message`. The same fields either way.
+
+What goes in a field is chosen where the line is written: never a token, a secret, a header,
+a query string or a payload.
+"""
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, TextIO
+
+LogFormat = Literal["text", "json"]
+FORMATS: Final = ("text", "json")
+
+# The attribute of a LogRecord that holds its fields (set through `extra=`).
+_FIELDS = "hookline_fields"
+_TEXT_LAYOUT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# A text value written bare: no space, quote, equals sign or control character.
+_BARE = re.compile(r"[^\s\"'=\\\x00-\x1f\x7f]+")
+
+# Loggers that say too much at INFO for a service's log.
+_QUIET = {"alembic": logging.WARNING}
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """The `extra=` of a log call whose line carries these fields (None values are left out)."""
+    return {_FIELDS: {k: v for k, v in values.items() if v is not None}}
+
+
+def fields_of(record: logging.LogRecord) -> Mapping[str, Any]:
+    """The fields a record carries (empty for a plain line)."""
+    found = getattr(record, _FIELDS, None)
+    return found if isinstance(found, Mapping) else {}
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON holds it: datetimes as ISO 8601 UTC, anything unknown as its str()."""
+    if isinstance(value, datetime):
+        return _iso(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger message key=value …`."""
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_LAYOUT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = fields_of(record)
+        if not extra:
+            return line
+        head, newline, rest = line.partition("\n")  # a traceback stays below the line
+        pairs = " ".join(f"{k}={_text_value(v)}" for k, v in extra.items())
+        return f"{head} {pairs}{newline}{rest}"
+
+
+def _text_value(value: Any) -> str:
+    plain = _plain(value)
+    if isinstance(plain, bool):
+        return "true" if plain else "false"
+    text = str(plain)
+    return text if _BARE.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC), level, logger, message, the fields, and a
+    traceback as `exception` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": _iso(datetime.fromtimestamp(record.created, UTC)),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in fields_of(record).items():
+            line.setdefault(key, _plain(value))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def formatter(log_format: LogFormat) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def configure(log_format: LogFormat = "text", *, stream: TextIO | None = None) -> None:
+    """Send every logger's lines (hookline's, uvicorn's, the libraries') to stderr in this
+    format, at INFO; called once by each command at start, and again in each process that
+    `hookline api --workers N` starts. A second call replaces the first one's handler."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_hookline", False):
+            root.removeHandler(handler)
+            handler.close()
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    handler._hookline = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name, level in _QUIET.items():
+        logging.getLogger(name).setLevel(level)
+    # uvicorn's loggers carry no handlers of their own (hookline gives uvicorn no log config):
+    # their lines come here, in this format. Its access log never: it writes the query string,
+    # where a client may have put a token (api/access_log.py logs requests instead).
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = name != "uvicorn.access"
+    logging.getLogger("uvicorn.access").disabled = True
