@@ -1,6 +1,6 @@
-"""GET /metrics (CONTRACT §3, §5): the queue in the Prometheus text format, for the admin only."""
+"""GET /metrics (CONTRACT §3, §5): the queue in the Prometheus text format, for the admin only,
+and the attempts of the process's own worker. Read back with prometheus_client's parser."""
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -9,81 +9,40 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from sqlalchemy import select, update
 
 from hookline import __version__
-from hookline.api.metrics import Family, render
+from hookline.api import metrics
+from hookline.delivery import metrics as delivery_metrics
 from hookline.models import Delivery, utcnow
-from tests.delivery.helpers import register_user, subscribe
-from tests.support.app import RunningApp
+from hookline.store import Status, counts
+from tests.delivery.helpers import only_delivery, register_user, subscribe
+from tests.support.app import RunningApp, running_app
+from tests.support.receiver import Receiver
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CLOSED = "http://127.0.0.1:9"  # nothing listens there
 
 Series = tuple[str, frozenset[tuple[str, str]]]
 
-# --- A strict parser of the text format ------------------------------------------------------
-
-NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
-HELP_LINE = re.compile(rf"# HELP ({NAME}) (.*)")
-TYPE_LINE = re.compile(rf"# TYPE ({NAME}) (counter|gauge|histogram|summary|untyped)")
-SAMPLE_LINE = re.compile(rf"({NAME})(?:\{{(.*)\}})? (\S+)")
-LABEL = re.compile(rf'({LABEL_NAME})="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
-ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-
-
-def parse_labels(text: str) -> frozenset[tuple[str, str]]:
-    labels: dict[str, str] = {}
-    at = 0
-    while at < len(text):
-        match = LABEL.match(text, at)
-        assert match, f"bad labels at {text[at:]!r}"
-        name, raw = match.group(1), match.group(2)
-        assert name not in labels, f"label {name} twice"
-        labels[name] = re.sub(r"\\[\\\"n]", lambda m: ESCAPES[m.group(0)], raw)
-        at = match.end()
-    return frozenset(labels.items())
-
 
 def parse(text: str) -> tuple[dict[Series, float], dict[str, tuple[str, str]]]:
-    """Every series with its value, and every metric's (help, type); asserts the format.
-
-    Each metric has one HELP and one TYPE line before its samples, its samples are together,
-    and no series appears twice.
-    """
-    assert text.endswith("\n") and "\r" not in text
+    """Every series with its value, and every metric family's (help, type), as Prometheus's
+    own parser reads them; no series twice, no family twice, every family with a HELP."""
     samples: dict[Series, float] = {}
-    helps: dict[str, str] = {}
-    types: dict[str, str] = {}
-    finished: set[str] = set()
-    current = None
-    for line in text[:-1].split("\n"):
-        if help_line := HELP_LINE.fullmatch(line):
-            name = help_line.group(1)
-            assert name not in helps and name not in types, f"{name} described twice"
-            assert help_line.group(2).strip(), f"{name} has an empty HELP"
-            helps[name] = help_line.group(2)
-        elif type_line := TYPE_LINE.fullmatch(line):
-            name = type_line.group(1)
-            assert name in helps and name not in types, f"TYPE of {name} misplaced"
-            types[name] = type_line.group(2)
-        elif sample := SAMPLE_LINE.fullmatch(line):
-            name = sample.group(1)
-            assert name in types, f"{name} has a sample before its TYPE"
-            if name != current:
-                assert name not in finished, f"the samples of {name} are not together"
-                if current is not None:
-                    finished.add(current)
-                current = name
-            series = (name, parse_labels(sample.group(2) or ""))
-            assert series not in samples, f"{series} twice"
-            samples[series] = float(sample.group(3))
-        else:
-            raise AssertionError(f"not a line of the text format: {line!r}")
-    assert set(helps) == set(types), "a metric has HELP without TYPE"
-    assert {name for name, _ in samples} == set(types), "a metric has no sample"
-    return samples, {name: (helps[name], types[name]) for name in types}
+    described: dict[str, tuple[str, str]] = {}
+    for family in text_string_to_metric_families(text):
+        assert family.name not in described, f"{family.name} twice"
+        assert family.documentation.strip(), f"{family.name} has an empty HELP"
+        described[family.name] = (family.documentation, family.type)
+        sample: Sample
+        for sample in family.samples:
+            key = (sample.name, frozenset(sample.labels.items()))
+            assert key not in samples, f"{key} twice"
+            samples[key] = sample.value
+    return samples, described
 
 
 @asynccontextmanager
@@ -108,7 +67,7 @@ async def scrape(api: RunningApp) -> tuple[dict[Series, float], dict[str, tuple[
 
 
 def expected_metrics(**values: float) -> dict[Series, float]:
-    """The whole output: every series there must be, with these values."""
+    """The whole output of a process without a worker: every series there must be."""
     return {
         series("hookline_deliveries", status="pending"): values["pending"],
         series("hookline_deliveries", status="succeeded"): values["succeeded"],
@@ -116,10 +75,10 @@ def expected_metrics(**values: float) -> dict[Series, float]:
         series("hookline_deliveries", status="cancelled"): values["cancelled"],
         series("hookline_deliveries_due"): values["due"],
         series("hookline_deliveries_in_flight"): values["in_flight"],
-        series("hookline_oldest_due_seconds"): values["oldest_due"],
+        series("hookline_oldest_due_age_seconds"): values["oldest_due"],
         series("hookline_endpoints", state="enabled"): values["enabled"],
         series("hookline_endpoints", state="disabled"): values["disabled"],
-        series("hookline_events"): values["events"],
+        series("hookline_events_total"): values["events"],
         series("hookline_build_info", version=__version__): 1,
     }
 
@@ -128,11 +87,17 @@ GAUGES = [
     "hookline_deliveries",
     "hookline_deliveries_due",
     "hookline_deliveries_in_flight",
-    "hookline_oldest_due_seconds",
+    "hookline_oldest_due_age_seconds",
     "hookline_endpoints",
-    "hookline_events",
+    "hookline_events_total",
     "hookline_build_info",
 ]
+# The worker's, as the parser names the families (a counter's without `_total`).
+WORKER_FAMILIES = {
+    "hookline_attempts": "counter",
+    "hookline_attempt_duration_seconds": "histogram",
+    "hookline_delivery_lag_seconds": "histogram",
+}
 
 
 # --- Who may scrape --------------------------------------------------------------------------
@@ -242,7 +207,7 @@ async def test_every_number_matches_a_known_queue(api):
 
     samples, _ = await scrape(api)
 
-    oldest_due = samples.pop(series("hookline_oldest_due_seconds"))
+    oldest_due = samples.pop(series("hookline_oldest_due_age_seconds"))
     assert 120 <= oldest_due < 150
     expected = expected_metrics(
         pending=4,
@@ -256,7 +221,7 @@ async def test_every_number_matches_a_known_queue(api):
         disabled=1,
         events=7,
     )
-    del expected[series("hookline_oldest_due_seconds")]
+    del expected[series("hookline_oldest_due_age_seconds")]
     assert samples == expected
 
 
@@ -270,51 +235,109 @@ async def test_pending_deliveries_not_yet_due_are_no_backlog(api):
 
     assert samples[series("hookline_deliveries", status="pending")] == 1
     assert samples[series("hookline_deliveries_due")] == 0
-    assert samples[series("hookline_oldest_due_seconds")] == 0
+    assert samples[series("hookline_oldest_due_age_seconds")] == 0
 
 
-# --- The format ------------------------------------------------------------------------------
+# --- What the worker of the process counts -------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "value",
-    ['say "hi"', "back\\slash", "two\nlines", 'all \\ of " them \n', "", "ünïcode"],
-)
-def test_label_values_are_escaped_per_the_format(value):
-    text = render([Family("hookline_test", "A label value.", [({"value": value}, 1)])])
-
-    samples, _ = parse(text)
-    assert samples == {series("hookline_test", value=value): 1}
-    assert text.count("\n") == 3
+def moved(
+    before: dict[Series, float], after: dict[Series, float], name: str, **labels: str
+) -> float:
+    return after[series(name, **labels)] - before[series(name, **labels)]
 
 
-def test_help_text_is_escaped_per_the_format():
-    text = render([Family("hookline_test", "back\\slash and\nnewline", [({}, 0.5)])])
+async def test_the_worker_of_the_process_counts_its_attempts_by_outcome(
+    make_settings: Any, receiver: Receiver
+) -> None:
+    receiver.script("/flaky", [500, 200])
+    async with running_app(make_settings(), run_worker=True) as api:
+        before, described = await scrape(api)
+        hook = await subscribe(api.client, receiver.url("/flaky"))
+        await register_user(api.client, "ann")
+        await only_delivery(api.app.state.test_db.sessions, hook["id"], status="succeeded")
+        after, _ = await scrape(api)
 
-    assert text == (
-        "# HELP hookline_test back\\\\slash and\\nnewline\n"
-        "# TYPE hookline_test gauge\n"
-        "hookline_test 0.5\n"
+    kinds = {name: kind for name, (_help, kind) in described.items()}
+    assert kinds == {**dict.fromkeys(GAUGES, "gauge"), **WORKER_FAMILIES}
+    # Every outcome is there from the start; these two moved, by one each.
+    outcomes = {
+        dict(labels)["outcome"] for name, labels in after if name == "hookline_attempts_total"
+    }
+    assert outcomes == set(delivery_metrics.OUTCOMES)
+    for outcome in delivery_metrics.OUTCOMES:
+        expected = 1 if outcome in {"succeeded", "http_status"} else 0
+        assert moved(before, after, "hookline_attempts_total", outcome=outcome) == expected, outcome
+    # Two attempts timed; one delivery's first attempt, a moment after its event was stored.
+    assert moved(before, after, "hookline_attempt_duration_seconds_count") == 2
+    assert 0 <= moved(before, after, "hookline_attempt_duration_seconds_sum") < 2 * 2.0
+    assert moved(before, after, "hookline_delivery_lag_seconds_count") == 1
+    assert 0 <= moved(before, after, "hookline_delivery_lag_seconds_sum") < 5
+    assert moved(before, after, "hookline_delivery_lag_seconds_bucket", le="+Inf") == 1
+    assert after[series("hookline_deliveries", status="succeeded")] == 1
+    assert after[series("hookline_events_total")] == 1
+
+
+async def test_a_process_without_a_worker_shows_no_attempt_metrics(api):
+    _, described = await scrape(api)
+
+    assert not WORKER_FAMILIES.keys() & described.keys()
+
+
+# --- The gauges of a snapshot ----------------------------------------------------------------
+
+
+def snapshot(**changes: Any) -> counts.Queue:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=utcnow().tzinfo)
+    values: dict[str, Any] = {
+        "deliveries": {
+            Status.PENDING: 3,
+            Status.SUCCEEDED: 5,
+            Status.FAILED: 1,
+            Status.CANCELLED: 0,
+        },
+        "due": 2,
+        "in_flight": 1,
+        "oldest_due_at": now - timedelta(seconds=42.5),
+        "endpoints_enabled": 4,
+        "endpoints_disabled": 1,
+        "events": 7,
+        "now": now,
+    }
+    values.update(changes)
+    return counts.Queue(**values)
+
+
+def test_a_snapshot_becomes_the_gauges() -> None:
+    samples, described = parse(metrics.exposition(snapshot(), with_worker=False).decode())
+
+    assert samples == expected_metrics(
+        pending=3,
+        succeeded=5,
+        failed=1,
+        cancelled=0,
+        due=2,
+        in_flight=1,
+        oldest_due=42.5,
+        enabled=4,
+        disabled=1,
+        events=7,
+    )
+    assert list(described) == GAUGES
+
+
+@pytest.mark.parametrize("oldest_in", [None, -3.0])
+def test_no_due_delivery_or_a_clock_behind_is_an_age_of_zero(oldest_in: float | None) -> None:
+    now = snapshot().now
+    oldest = None if oldest_in is None else now - timedelta(seconds=oldest_in)
+    samples, _ = parse(
+        metrics.exposition(snapshot(oldest_due_at=oldest), with_worker=False).decode()
     )
 
-
-@pytest.mark.parametrize(
-    ("value", "shown"),
-    [(3, "3"), (0, "0"), (1.25, "1.25"), (float("inf"), "+Inf"), (float("nan"), "NaN")],
-)
-def test_numbers_are_written_as_prometheus_reads_them(value, shown):
-    text = render([Family("hookline_test", "A number.", [({}, value)])])
-
-    assert text.splitlines()[-1] == f"hookline_test {shown}"
+    assert samples[series("hookline_oldest_due_age_seconds")] == 0
 
 
-def test_the_parser_refuses_a_duplicate_series():
-    family = Family("hookline_test", "Twice.", [({"a": "1"}, 1), ({"a": "1"}, 2)])
+def test_the_worker_metrics_follow_the_gauges_when_asked() -> None:
+    _, described = parse(metrics.exposition(snapshot(), with_worker=True).decode())
 
-    with pytest.raises(AssertionError, match="twice"):
-        parse(render([family]))
-
-
-def test_the_parser_refuses_a_metric_without_help():
-    with pytest.raises(AssertionError):
-        parse("# TYPE hookline_test gauge\nhookline_test 1\n")
+    assert list(described) == [*GAUGES, *WORKER_FAMILIES]

@@ -1,112 +1,103 @@
-"""`GET /metrics`: the delivery queue in the Prometheus text format (version 0.0.4).
+"""`GET /metrics`: the delivery queue, and the attempts of this process's worker, for Prometheus
+(text format 0.0.4, written by prometheus_client).
 
-Every number is read from the database, which every API and worker process shares, so any
-one API process answers for all of them. The format is a few lines of text, written here by
-hand: https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
+Two sources:
+
+- the queue, endpoints and events are read from the database at each scrape (one statement,
+  store/counts.py), which every API and worker process shares: any one API process answers
+  for all of them;
+- attempt counts and durations, and the delivery lag, are counted by a worker as it sends
+  (delivery/metrics.py): they are shown here only when this process runs one (`hookline
+  serve`). `hookline worker` processes serve theirs on HOOKLINE_WORKER_METRICS_PORT.
 """
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from hookline import __version__
 from hookline.api.auth import ADMIN_ONLY
 from hookline.api.deps import StoreDep
 from hookline.api.responses import AUTH
+from hookline.delivery import metrics as delivery_metrics
 from hookline.store import STATUSES, counts
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-Labels = Mapping[str, str]
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
-@dataclass(frozen=True, slots=True)
-class Family:
-    """One metric: its name, help text, type and samples (labels, value)."""
+class QueueCollector(Collector):
+    """The gauges of one snapshot of the outbox, in the order they are shown."""
 
-    name: str
-    help: str
-    samples: Sequence[tuple[Labels, float]]
-    type: str = "gauge"
+    def __init__(self, snapshot: counts.Queue) -> None:
+        self._snapshot = snapshot
 
-
-def render(families: Iterable[Family]) -> str:
-    """The exposition text: HELP and TYPE, then the samples, of each family in turn."""
-    lines = []
-    for family in families:
-        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
-        lines.append(f"# TYPE {family.name} {family.type}")
-        for labels, value in family.samples:
-            lines.append(f"{family.name}{_labels(labels)} {_number(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{name}="{_escape_label(v)}"' for name, v in labels.items()) + "}"
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
-
-
-def families(snapshot: counts.Queue) -> list[Family]:
-    """The metrics a snapshot makes, in the order they are shown."""
-    oldest = 0.0
-    if snapshot.oldest_due_at is not None:
-        oldest = max(0.0, (snapshot.now - snapshot.oldest_due_at).total_seconds())
-    return [
-        Family(
-            "hookline_deliveries",
-            "Deliveries by status.",
-            [({"status": s}, snapshot.deliveries[s]) for s in STATUSES],
-        ),
-        Family(
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._snapshot
+        oldest = 0.0
+        if snapshot.oldest_due_at is not None:
+            oldest = max(0.0, (snapshot.now - snapshot.oldest_due_at).total_seconds())
+        deliveries = GaugeMetricFamily(
+            "hookline_deliveries", "Deliveries by status.", labels=["status"]
+        )
+        for status in STATUSES:
+            deliveries.add_metric([str(status)], snapshot.deliveries[status])
+        yield deliveries
+        yield GaugeMetricFamily(
             "hookline_deliveries_due",
             "Pending deliveries whose next attempt is due now, in flight ones included.",
-            [({}, snapshot.due)],
-        ),
-        Family(
+            value=snapshot.due,
+        )
+        yield GaugeMetricFamily(
             "hookline_deliveries_in_flight",
             "Pending deliveries leased to a worker now (an attempt under way).",
-            [({}, snapshot.in_flight)],
-        ),
-        Family(
-            "hookline_oldest_due_seconds",
+            value=snapshot.in_flight,
+        )
+        yield GaugeMetricFamily(
+            "hookline_oldest_due_age_seconds",
             "Seconds since the oldest due delivery became due (0 when none is due).",
-            [({}, oldest)],
-        ),
-        Family(
-            "hookline_endpoints",
-            "Webhook endpoints by state.",
-            [
-                ({"state": "enabled"}, snapshot.endpoints_enabled),
-                ({"state": "disabled"}, snapshot.endpoints_disabled),
-            ],
-        ),
-        Family("hookline_events", "Events in the event log.", [({}, snapshot.events)]),
-        Family(
-            "hookline_build_info", "The running hookline version.", [({"version": __version__}, 1)]
-        ),
-    ]
+            value=oldest,
+        )
+        endpoints = GaugeMetricFamily(
+            "hookline_endpoints", "Webhook endpoints by state.", labels=["state"]
+        )
+        endpoints.add_metric(["enabled"], snapshot.endpoints_enabled)
+        endpoints.add_metric(["disabled"], snapshot.endpoints_disabled)
+        yield endpoints
+        # A gauge: the log is pruned after HOOKLINE_RETENTION_DAYS, so the count also falls.
+        yield GaugeMetricFamily(
+            "hookline_events_total",
+            "Events in the event log (pruned after HOOKLINE_RETENTION_DAYS).",
+            value=snapshot.events,
+        )
+        build = GaugeMetricFamily(
+            "hookline_build_info", "The running hookline version.", labels=["version"]
+        )
+        build.add_metric([__version__], 1)
+        yield build
+
+
+class Scrape(Collector):
+    """What one scrape shows: the collectors' metrics, one after the other."""
+
+    def __init__(self, collectors: Iterable[Collector]) -> None:
+        self._collectors = list(collectors)
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self._collectors:
+            yield from collector.collect()
+
+
+def exposition(snapshot: counts.Queue, *, with_worker: bool) -> bytes:
+    """The text a scrape answers: the snapshot's gauges, then the worker's metrics if any."""
+    parts: list[Collector] = [QueueCollector(snapshot)]
+    if with_worker:
+        parts.append(delivery_metrics.REGISTRY)
+    return generate_latest(Scrape(parts))
 
 
 router = APIRouter(tags=["metrics"], dependencies=[ADMIN_ONLY], responses=AUTH)
@@ -124,7 +115,9 @@ router = APIRouter(tags=["metrics"], dependencies=[ADMIN_ONLY], responses=AUTH)
         }
     },
 )
-async def metrics(store: StoreDep) -> Response:
-    """The delivery queue, endpoints and events, for Prometheus (admin token as bearer_token)."""
+async def metrics(request: Request, store: StoreDep) -> Response:
+    """The delivery queue, endpoints and events, and this process's delivery attempts, for
+    Prometheus (admin token as bearer_token)."""
     snapshot = await store.read(counts.queue())
-    return Response(render(families(snapshot)), media_type=CONTENT_TYPE)
+    with_worker = getattr(request.app.state.runtime, "worker", None) is not None
+    return Response(exposition(snapshot, with_worker=with_worker), media_type=CONTENT_TYPE)

@@ -24,20 +24,36 @@ async def listen(dsn: str, wake: Callable[[], None]) -> None:
 
     `dsn` is the store's (`hookline.store.postgres_dsn`), so both read the URL alike.
     """
+    # One warning per outage, not one per reconnection attempt: set once one was logged,
+    # cleared (with a line) when a connection listens again.
+    told = False
+
+    def listening() -> None:
+        nonlocal told
+        if told:
+            log.info("listening for wake-ups again")
+            told = False
+
     while True:
         try:
-            await _listen_once(dsn, wake)
+            await _listen_once(dsn, wake, listening)
+            told = True  # it logged the loss
         except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("cannot listen for wake-ups (%s); polling until it can", exc)
+            if not told:
+                log.warning("cannot listen for wake-ups (%s); polling until it can", exc)
+                told = True
         await asyncio.sleep(RECONNECT_AFTER)
 
 
-async def _listen_once(dsn: str, wake: Callable[[], None]) -> None:
+async def _listen_once(
+    dsn: str, wake: Callable[[], None], listening: Callable[[], None] = lambda: None
+) -> None:
     lost = asyncio.Event()
     conn = await asyncpg.connect(dsn)
     try:
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(CHANNEL, lambda *_args: wake())
+        listening()
         wake()  # deliveries may have been published while no one listened
         await lost.wait()
         log.warning("the wake-up connection was lost; reconnecting")

@@ -10,9 +10,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hookline import housekeeping
+from hookline import housekeeping, logs
 from hookline.config import Settings
-from hookline.delivery import envelope, notify, policy
+from hookline.delivery import envelope, notify, outage, policy, report
 from hookline.delivery.sender import Outcome, Sender
 from hookline.store import Store, claims, health, postgres_dsn
 from hookline.store.claims import Claimed, Finished
@@ -53,6 +53,8 @@ class Worker:
         # Whether the last claim was cut short by free slots: more may be due right now.
         self._slots_ran_out = False
         self._drained = False
+        # A database outage is one warning, not a traceback per poll.
+        self._trouble = outage.Trouble(log, retry_every=settings.poll_interval)
 
     def wake(self) -> None:
         """Look for due deliveries now (called after a commit that published events)."""
@@ -64,7 +66,14 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> None:
-        log.info("worker %s started", self.owner)
+        log.info(
+            "worker started",
+            extra=logs.fields(
+                worker=self.owner,
+                concurrency=self._settings.worker_concurrency,
+                per_endpoint=self._settings.worker_per_endpoint,
+            ),
+        )
         flusher = asyncio.create_task(self._flush_loop())
         housekeeper = asyncio.create_task(self._housekeeping_loop())
         listener = None
@@ -96,7 +105,7 @@ class Worker:
             # ones whose record failed keep theirs, to lapse and be sent again.
             unrecorded = {item.finished.delivery_id for item in self._finished}
             await self._release([i for i in in_flight if i not in unrecorded])
-            log.info("worker %s stopped", self.owner)
+            log.info("worker stopped", extra=logs.fields(worker=self.owner))
 
     async def _claim_batch(self) -> bool:
         """Claim as many deliveries as there are free slots; True if another claim may find more.
@@ -119,9 +128,10 @@ class Worker:
                     skip_endpoints=busy,
                 )
             )
-        except Exception:
-            log.exception("claiming deliveries failed; retrying after the poll interval")
+        except Exception as exc:
+            self._trouble.failed("claiming deliveries", exc, "; retrying after the poll interval")
             return False
+        self._trouble.succeeded()
         for item in claimed:
             self._per_endpoint[item.endpoint_id] += 1
             self._inflight[item.delivery_id] = asyncio.create_task(self._attempt(item))
@@ -176,6 +186,7 @@ class Worker:
             decision.status,
             decision.delay,
         )
+        report.attempt(item, number, outcome, decision)
         return Settled(finished, decision.disable_reason, item.probe)
 
     async def _housekeeping_loop(self) -> None:
@@ -184,8 +195,8 @@ class Worker:
             await asyncio.sleep(self._housekeeping_interval)
             try:
                 await housekeeping.run_once(self._store, self._settings)
-            except Exception:
-                log.exception("pruning old events failed; trying again next period")
+            except Exception as exc:
+                self._trouble.failed("pruning old events", exc, "; trying again next period")
 
     async def _flush_loop(self) -> None:
         while not self._drained:
@@ -207,15 +218,21 @@ class Worker:
             # lease was already given up by an earlier, committed record.
             self._finished[:0] = batch
             raise
-        except Exception:
+        except Exception as exc:
             # Keep them for the next flush; if that never comes the leases lapse and the
             # deliveries are sent again (at least once).
-            log.exception("recording %d attempts failed; will retry", len(batch))
+            self._trouble.failed("recording attempts", exc, f" ({len(batch)}); will retry")
             self._finished[:0] = batch
             await asyncio.sleep(self._settings.poll_interval)
             return
+        self._trouble.succeeded()
         if disabled:
-            log.warning("disabled endpoints %s", ", ".join(disabled))
+            reasons = {s.finished.endpoint_id: s.disable_reason for s in batch if s.disable_reason}
+            for endpoint_id in disabled:
+                reason = reasons.get(endpoint_id) or (
+                    f"every delivery failed for more than {self._settings.disable_after:g} s"
+                )
+                report.endpoint_disabled(endpoint_id, reason)
             self._wake.set()  # their webhook_disabled events are due
 
     async def _drain(self) -> list[str]:
@@ -236,8 +253,9 @@ class Worker:
     async def _release(self, delivery_ids: list[str]) -> None:
         try:
             await self._store.write(claims.release(owner=self.owner, delivery_ids=delivery_ids))
-        except Exception:
-            log.exception("releasing %d leases failed; they lapse on their own", len(delivery_ids))
+        except Exception as exc:
+            detail = f" ({len(delivery_ids)}); they lapse on their own"
+            self._trouble.failed("releasing leases", exc, detail)
 
 
 @dataclass(frozen=True, slots=True)
