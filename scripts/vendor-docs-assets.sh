@@ -38,13 +38,22 @@ done
 for file in bundles/redoc.standalone.js bundles/redoc.standalone.js.LICENSE.txt LICENSE; do
   cp "$work/redoc/$file" "$static/redoc/"
 done
+# The one change: ReDoc's sidebar shows its vendor's logo, fetched from the vendor's CDN. The docs
+# load nothing from elsewhere, so its address becomes an empty image (which ReDoc then hides).
+logo=https://cdn.redoc.ly/redoc/logo-mini.svg
+if [ "$(grep -o "\"$logo\"" "$static/redoc/redoc.standalone.js" | wc -l)" != 1 ]; then
+  echo "ReDoc $REDOC_VERSION: not one \"$logo\" in the bundle; see how it loads it now" >&2
+  exit 1
+fi
+sed -i "s#\"$logo\"#\"data:,\"#" "$static/redoc/redoc.standalone.js"
 
 cat >"$static/README.md" <<EOF
 # The interactive docs' assets
 
 Served by hookline at \`/static/\` for \`/docs\` (Swagger UI) and \`/redoc\` (ReDoc), so that
-neither needs a CDN. Copied unchanged from the npm registry by
-\`scripts/vendor-docs-assets.sh\`; do not edit them by hand.
+neither needs a CDN. Copied from the npm registry by \`scripts/vendor-docs-assets.sh\`; do not
+edit them by hand. One change, by that script: ReDoc's sidebar logo, which it would load from
+its vendor's CDN, is an empty image (ReDoc then hides it).
 
 | folder | npm package | version | integrity | licence |
 |---|---|---|---|---|

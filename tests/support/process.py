@@ -42,7 +42,8 @@ def clean_environ(**overrides: str) -> dict[str, str]:
 
 
 class ServeProcess:
-    """`python -m hookline <command>` in `workdir`, restartable, its output in one log file."""
+    """`python -m hookline <command>` (or `program <command>`) in `workdir`, restartable, its
+    output in one log file."""
 
     def __init__(
         self,
@@ -52,8 +53,10 @@ class ServeProcess:
         port: int,
         command: str = "serve",
         args: Sequence[str] = (),
+        program: Sequence[str] = (sys.executable, "-m", "hookline"),
     ) -> None:
         self.args = list(args)
+        self.program = list(program)  # e.g. another venv's bin/hookline
         self.workdir = workdir
         self.env = env
         self.port = port
@@ -107,7 +110,7 @@ class ServeProcess:
         self._log.write(f"=== start #{self.starts}: hookline {self.command} ===\n".encode())
         self._log.flush()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "hookline", self.command, *self.args],
+            [*self.program, self.command, *self.args],
             cwd=self.workdir,
             env=self.env,
             stdin=subprocess.DEVNULL,
