@@ -32,6 +32,8 @@ _BARE = re.compile(r"[^\s\"'=\\\x00-\x1f\x7f]+")
 
 # Loggers that say too much at INFO for a service's log.
 _QUIET = {"alembic": logging.WARNING}
+# Seconds between two lines of a library's that repeats itself while the database is down.
+REPEAT_AFTER = 60.0
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -104,6 +106,36 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class _Outage(logging.Filter):
+    """asyncpg's pool retries its one standing connection while PostgreSQL is down, with a
+    WARNING and a traceback each time (every 1, 2, 4 … s). hookline tells of the outage
+    itself (one line, see delivery/outage.py and the API's 503s): let one of these through
+    a minute, without its traceback, the error's one line in its place."""
+
+    def __init__(self, prefix: str, *, every: float = REPEAT_AFTER) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._every = every
+        self._last: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self._prefix):
+            return True
+        if self._last is not None and record.created - self._last < self._every:
+            return False
+        self._last = record.created
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.msg} ({type(error).__name__}: {error})"
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+# logger: the start of the message it repeats
+_OUTAGE_LINES = {"asyncpg.pool": "Failed to restore the pool connection floor"}
+
+
 def formatter(log_format: LogFormat) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
@@ -112,11 +144,8 @@ def configure(log_format: LogFormat = "text", *, stream: TextIO | None = None) -
     """Send every logger's lines (hookline's, uvicorn's, the libraries') to stderr in this
     format, at INFO; called once by each command at start, and again in each process that
     `hookline api --workers N` starts. A second call replaces the first one's handler."""
+    unconfigure()
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_hookline", False):
-            root.removeHandler(handler)
-            handler.close()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter(log_format))
     handler._hookline = True  # type: ignore[attr-defined]
@@ -124,6 +153,8 @@ def configure(log_format: LogFormat = "text", *, stream: TextIO | None = None) -
     root.setLevel(logging.INFO)
     for name, level in _QUIET.items():
         logging.getLogger(name).setLevel(level)
+    for name, prefix in _OUTAGE_LINES.items():
+        logging.getLogger(name).addFilter(_Outage(prefix))
     # uvicorn's loggers carry no handlers of their own (hookline gives uvicorn no log config):
     # their lines come here, in this format. Its access log never: it writes the query string,
     # where a client may have put a token (api/access_log.py logs requests instead).
@@ -132,3 +163,17 @@ def configure(log_format: LogFormat = "text", *, stream: TextIO | None = None) -
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = name != "uvicorn.access"
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def unconfigure() -> None:
+    """Undo configure(): its handler and filters removed (uvicorn's loggers left as they are)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_hookline", False):
+            root.removeHandler(handler)
+            handler.close()
+    for name in _OUTAGE_LINES:
+        library = logging.getLogger(name)
+        for found in list(library.filters):
+            if isinstance(found, _Outage):
+                library.removeFilter(found)
