@@ -128,6 +128,11 @@ async def test_the_log_of_a_real_process(tmp_path: Path, log_format: str) -> Non
                 assert health.status_code == 200
                 await receiver.wait_for(2, path="/hook", timeout=15)
                 await wait_for_line(serve, "attempt succeeded", timeout=10)
+                endpoint_id = hook.json()["id"]
+                disabled = await client.patch(
+                    f"/endpoints/{endpoint_id}", headers=admin, json={"enabled": False}
+                )
+                assert disabled.status_code == 200, disabled.text
             assert await serve.terminate(timeout=20) == 0
             text = serve.log_text()
 
@@ -142,7 +147,6 @@ async def test_the_log_of_a_real_process(tmp_path: Path, log_format: str) -> Non
     attempts = [e for e in entries if e["message"] in {"attempt succeeded", "attempt failed"}]
     assert [e["level"] for e in attempts] == ["WARNING", "INFO"], attempts
     first, second = (attempt_fields(e) for e in attempts)
-    endpoint_id = hook.json()["id"]
     for fields, number in ((first, "1"), (second, "2")):
         assert fields["logger"] == "hookline.worker"
         assert fields["event"] == "user_send_message"
@@ -175,6 +179,10 @@ async def test_the_log_of_a_real_process(tmp_path: Path, log_format: str) -> Non
     assert ("GET", "/health", "200") in requests
     assert all("?" not in path for _, path, _ in requests)
     assert all(float(e["duration_ms"]) >= 0 for e in entries if e["logger"] == "hookline.access")
+
+    # A line when an endpoint is disabled (here by request; the worker's say by=worker).
+    [disabled_line] = [e for e in entries if e["message"] == "endpoint disabled"]
+    assert disabled_line["endpoint_id"] == endpoint_id and disabled_line["by"] == "api"
 
     # Start and stop, in order; each weakening setting warned of once.
     messages = [e["message"] for e in entries]

@@ -5,11 +5,12 @@ Every unit takes the caller's `scope`: None for the admin, who sees every endpoi
 id: a user sees only its own, and another's is 404, as if it did not exist.
 """
 
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from hookline import filtering
+from hookline import filtering, logs
 from hookline.delivery import envelope, signing
 from hookline.delivery.sender import Sender
 from hookline.delivery.ssrf import DestinationCheck
@@ -35,6 +36,8 @@ from hookline.webhooks.schemas import (
     PingAttempt,
     RotatedSecret,
 )
+
+log = logging.getLogger("hookline.endpoints")
 
 ROTATION_OVERLAP = timedelta(hours=24)
 DISABLED_BY_REQUEST = "disabled by request"
@@ -324,12 +327,19 @@ async def update_endpoint(
             await urls.check_destination(urls.check(patch.url), destinations)
         except AppError as exc:
             url_refusal = exc
-    return await store.write(_update(endpoint_id, patch, url_refusal, scope))
+    updated, disabled = await store.write(_update(endpoint_id, patch, url_refusal, scope))
+    if disabled:
+        reason = DISABLED_BY_REQUEST
+        log.info(
+            "endpoint disabled", extra=logs.fields(endpoint_id=endpoint_id, reason=reason, by="api")
+        )
+    return updated
 
 
 def _update(
     endpoint_id: str, patch: EndpointPatch, url_refusal: AppError | None, scope: Scope
-) -> Unit[EndpointOut]:
+) -> Unit[tuple[EndpointOut, bool]]:
+    """The endpoint changed, and whether this disabled it."""
     endpoint = yield from _load(endpoint_id, scope)
     url, enabled = endpoint[1], bool(endpoint[4])
     given = patch.model_fields_set
@@ -351,11 +361,12 @@ def _update(
         yield units.execute(_SET_RATE_LIMIT, {"id": endpoint_id, "rate_limit": patch.rate_limit})
     if patch.ordered is not None:
         yield units.execute(_SET_ORDERED, {"id": endpoint_id, "ordered": patch.ordered})
+    disabled: list[str] = []
     if patch.enabled is True and not enabled:
         yield from health.enable(endpoint_id)
     elif patch.enabled is False and enabled:
-        yield from health.disable([endpoint_id], reason=DISABLED_BY_REQUEST)
-    return (yield from get(endpoint_id=endpoint_id))
+        disabled = yield from health.disable([endpoint_id], reason=DISABLED_BY_REQUEST)
+    return (yield from get(endpoint_id=endpoint_id)), bool(disabled)
 
 
 def _change_url(endpoint_id: str, url: str) -> Unit[None]:
