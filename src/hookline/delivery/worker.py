@@ -160,7 +160,8 @@ class Worker:
                 headers=item.headers,
             )
             self._finished.append(self._settle(item, outcome))
-            if len(self._finished) >= self._settings.result_batch_size:
+            # An ordered endpoint's next delivery waits for this result: record it now.
+            if item.ordered or len(self._finished) >= self._settings.result_batch_size:
                 self._flush_now.set()
         finally:
             del self._inflight[item.delivery_id]

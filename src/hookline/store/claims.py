@@ -37,6 +37,8 @@ class Claimed:
     headers: dict[str, str] | None
     # Seconds to wait before sending: a rate-limited endpoint's attempts are spaced 1/rate apart.
     wait: float = 0.0
+    # Its endpoint's next delivery waits for this one's result: record it without delay.
+    ordered: bool = False
 
     @property
     def probe(self) -> bool:
@@ -121,7 +123,8 @@ _LEASE_PER_ENDPOINT = sql(_PROBE_CORRELATED, postgres=_PROBE_LATERAL)
 # The old secret signs beside the new one until its time is up (by the database's clock too).
 _CLAIMED_ROWS = sql(
     "SELECT d.id, d.attempts_made, e.id, e.event, e.payload, e.created_at, p.id, p.url,"
-    " p.secret, CASE WHEN p.old_secret_until > {now} THEN p.old_secret END, p.headers"
+    " p.secret, CASE WHEN p.old_secret_until > {now} THEN p.old_secret END, p.headers,"
+    " p.ordered"
     " FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id"
     " WHERE d.id {in:ids} ORDER BY d.next_attempt_at"
 )
@@ -252,6 +255,7 @@ def _claimed(row: Any, wait: float = 0.0) -> Claimed:
         secrets=secrets,
         headers=js(row[10]),
         wait=wait,
+        ordered=bool(row[11]),
     )
 
 

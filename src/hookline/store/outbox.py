@@ -27,10 +27,9 @@ _ADD_DELIVERY = sql(
 # endpoints of the user the event concerns.
 # Its filter is evaluated here, on the event about to be stored (CONTRACT §10).
 _SUBSCRIBERS = sql(
-    "SELECT DISTINCT s.endpoint_id, e.filter FROM subscriptions s"
-    " JOIN endpoints e ON e.id = s.endpoint_id"
-    " WHERE s.event IN (:event, '*') AND e.enabled = TRUE"
-    " AND (e.owner_id IS NULL OR e.owner_id = :user_id)"
+    "SELECT e.id, e.filter FROM endpoints e"
+    " WHERE e.id IN (SELECT s.endpoint_id FROM subscriptions s WHERE s.event IN (:event, '*'))"
+    " AND e.enabled = TRUE AND (e.owner_id IS NULL OR e.owner_id = :user_id)"
 )
 
 
