@@ -77,8 +77,9 @@ class Api:
         *,
         headers: Mapping[str, str] | None = None,
         what: str | None = None,
+        hints: Mapping[int, str] | None = None,
     ) -> Answer:
-        return self.call("POST", path, body=body, headers=headers, what=what)
+        return self.call("POST", path, body=body, headers=headers, what=what, hints=hints)
 
     def call(
         self,
@@ -89,15 +90,16 @@ class Api:
         body: Any = None,
         headers: Mapping[str, str] | None = None,
         what: str | None = None,
+        hints: Mapping[int, str] | None = None,
         auth: bool = True,
-        ok: tuple[int, ...] = (),
     ) -> Answer:
-        """One request; a 2xx (or a status in `ok`) is returned, anything else raises an
-        OperatorError. `what` names what the path is about ("endpoint wh_…"), for a 404."""
+        """One request; a 2xx is returned, anything else raises an OperatorError. `what` names
+        what the path is about ("endpoint wh_…"), for a 404; `hints` say what to do about
+        a status the API explains (404, 409, 422, …)."""
         answer = self.send(method, path, params=params, body=body, headers=headers, auth=auth)
-        if 200 <= answer.status < 300 or answer.status in ok:
+        if 200 <= answer.status < 300:
             return answer
-        raise self.refusal(method, path, answer, what=what)
+        raise self.refusal(method, path, answer, what=what, hints=hints)
 
     def send(
         self,
@@ -148,10 +150,19 @@ class Api:
             "start it, or set HOOKLINE_URL to where it listens",
         )
 
-    def refusal(self, method: str, path: str, answer: Answer, *, what: str | None) -> OperatorError:
+    def refusal(
+        self,
+        method: str,
+        path: str,
+        answer: Answer,
+        *,
+        what: str | None = None,
+        hints: Mapping[int, str] | None = None,
+    ) -> OperatorError:
         """The OperatorError for an answer that is not a success."""
         detail = _detail(answer)
         status = answer.status
+        hint = (hints or {}).get(status)
         if status == 401:
             return OperatorError(
                 f"hookline at {self._base} refused the token (401 {detail})",
@@ -163,15 +174,17 @@ class Api:
                 "use the admin token, or a token of the user this belongs to",
             )
         if status == 404:
-            if what is None:
+            if detail in ("Not Found", "(no body)"):  # no such route: not hookline, or older
                 return OperatorError(
-                    f"{method} {path} is not found at {self._base} (404 {detail})",
+                    f"{method} {path} is not found at {self._base} (404)",
                     "check HOOKLINE_URL and the hookline version there",
                 )
-            return OperatorError(
-                f"no {what} at {self._base} (404 {detail})",
-                "check the id (a user's token sees only that user's own)",
-            )
+            if what is not None:
+                return OperatorError(
+                    f"no {what} at {self._base} (404 {detail})",
+                    hint or "check the id (a user's token sees only that user's own)",
+                )
+            return OperatorError(f"{detail} (404 from {self._base})", hint or "check the names")
         if 300 <= status < 400:
             where = answer.headers.get("location", "?")
             return OperatorError(
@@ -189,7 +202,9 @@ class Api:
                 f"hookline at {self._base} failed to answer {method} {path} ({status} {detail})",
                 "see its log (GET /ready tells whether its database answers)",
             )
-        return OperatorError(f"{method} {path} was refused ({status} {detail})", _remedy(status))
+        return OperatorError(
+            f"{method} {path} was refused ({status} {detail})", hint or _remedy(status)
+        )
 
     def __str__(self) -> str:
         return self._base

@@ -436,7 +436,12 @@ def events_send(
         body["user"] = user
     api = Api(url, token)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-    answer = api.post("/events", body, headers=headers, what=f"event type {event_type}")
+    hints = {
+        404: "check the type's name (GET /event-types lists them; POST /event-types defines one)"
+        + (" and that --user names a registered user" if user is not None else ""),
+        422: f"make --data match the type's schema (GET /event-types/{event_type})",
+    }
+    answer = api.post("/events", body, headers=headers, hints=hints)
     payload = answer.json()
     if as_json:
         _print_json(payload)
@@ -445,14 +450,15 @@ def events_send(
         raise _not_hookline(api, "/events")
     replayed = answer.headers.get("idempotent-replayed", "").lower() == "true"
     count = payload.get("deliveries")
+    sent = _plural(count, "delivery", "deliveries") if isinstance(count, int) else "sent"
     typer.echo(
-        f"{payload.get('id')} ({payload.get('event')})"
-        + (
-            f": sent before with this idempotency key, {count} delivery(ies) then; nothing new"
-            if replayed
-            else f": {count} delivery(ies)"
-        )
+        f"{payload.get('id')} ({payload.get('event')}): "
+        + (f"replayed: this key sent it before ({sent}); nothing new" if replayed else sent)
     )
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def _read_data(value: str) -> Any:
