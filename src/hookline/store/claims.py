@@ -152,8 +152,9 @@ def claim(
     }
     paced = [row[0] for row in (yield units.rows(_PACED_IDS))]
     waits: dict[str, float] = {}
+    paced_at = None
     if paced:
-        waits = yield from _claim_paced(params, skip_endpoints, cap)
+        waits, paced_at = yield from _claim_paced(params, skip_endpoints, cap)
         params["limit"] = limit - len(waits)
     skip = [*skip_endpoints, *paced]
     leased: list[Any] = []
@@ -168,26 +169,37 @@ def claim(
     if not ids:
         return []
     found = yield units.rows(_CLAIMED_ROWS, {"ids": ids})
+    if waits and paced_at is not None:
+        spent = (ts_required((yield units.value(_CLOCK))) - paced_at).total_seconds()
+        waits = {k: max(0.0, v - spent) for k, v in waits.items()}
     return [_claimed(row, waits.get(row[0], 0.0)) for row in found]
 
 
 # -- paced endpoints: rate limits and ordered delivery ----------------------------------------
 
 # How far ahead a claim schedules a rate-limited endpoint's attempts (it leases what may start
-# within this many seconds, each told how long to wait).
-PACE_HORIZON = 1.0
+# within this many seconds, each told how long to wait). What is scheduled ahead is what a
+# worker that stalls (a busy CPU) can send late all at once: rate * horizon attempts at most.
+PACE_HORIZON = 0.25
 
 _PACED_IDS = sql("SELECT id FROM endpoints WHERE rate_limit IS NOT NULL OR ordered")
 # The paced endpoints with due work, locked on PostgreSQL so that one claim at a time moves an
 # endpoint's pace (another claim skips it meanwhile).
 _PACED_DUE = (
-    "SELECT p.id, p.rate_limit, p.ordered, p.rate_next_at, {now} FROM endpoints p"
+    "SELECT p.id, p.rate_limit, p.ordered, p.rate_next_at, {clock} FROM endpoints p"
     " WHERE (p.rate_limit IS NOT NULL OR p.ordered) AND NOT (p.id {in:skip})"
     " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = p.id AND "
     + _DUE.format(t="d")
     + ") ORDER BY p.rate_next_at NULLS FIRST, p.id LIMIT :limit"
 )
-_PACED = sql(_PACED_DUE, postgres=_PACED_DUE + " FOR UPDATE OF p SKIP LOCKED")
+# The pace is reckoned from the time the statement runs (PostgreSQL's now() is the
+# transaction's start), and the waits are shortened by what the rest of the claim took, so that
+# a slow claim does not push its attempts onto the next claim's.
+_PACED = sql(
+    _PACED_DUE.replace("{clock}", "{now}"),
+    postgres=_PACED_DUE.replace("{clock}", "clock_timestamp()") + " FOR UPDATE OF p SKIP LOCKED",
+)
+_CLOCK = sql("SELECT {now}", postgres="SELECT clock_timestamp()")
 # An ordered endpoint's head: its oldest pending delivery, due or not; only it may be sent.
 _HEAD = sql(
     "SELECT id, next_attempt_at <= {now} AND (lease_until IS NULL OR lease_until <= {now})"
@@ -205,7 +217,9 @@ _LEASE_THESE = sql(
 _PACE = sql("UPDATE endpoints SET rate_next_at = :next_at WHERE id = :id")
 
 
-def _claim_paced(params: dict[str, Any], skip: Collection[str], cap: int) -> Unit[dict[str, float]]:
+def _claim_paced(
+    params: dict[str, Any], skip: Collection[str], cap: int
+) -> Unit[tuple[dict[str, float], datetime | None]]:
     """Lease what each paced endpoint may send now; the delivery ids with their waits.
 
     Ordered: only the head (the oldest pending delivery), when it is due and nothing of the
@@ -214,6 +228,7 @@ def _claim_paced(params: dict[str, Any], skip: Collection[str], cap: int) -> Uni
     """
     found = yield units.rows(_PACED, {"skip": list(skip), "limit": params["limit"]})
     waits: dict[str, float] = {}
+    paced_at = ts_required(found[0][4]) if found else None
     for endpoint_id, rate, ordered, next_at, now_value in found:
         room = min(cap, params["limit"] - len(waits))
         if room <= 0:
@@ -238,7 +253,7 @@ def _claim_paced(params: dict[str, Any], skip: Collection[str], cap: int) -> Uni
         if rate is not None:
             pace = {"id": endpoint_id, "next_at": start + timedelta(seconds=len(ids) / rate)}
             yield units.execute(_PACE, pace)
-    return waits
+    return waits, paced_at
 
 
 def _claimed(row: Any, wait: float = 0.0) -> Claimed:
