@@ -305,9 +305,26 @@ Labels = tuple[tuple[str, str], ...]
 def parse_metrics(text: str) -> dict[str, dict[Labels, float]]:
     """The samples of a Prometheus text exposition: name → {sorted labels → value}.
 
-    prometheus_client's parser would do, but it is not a dependency; hookline's /metrics
-    (hand-written or prometheus_client's) stays within what this reads.
+    With prometheus_client's parser when it is installed (hookline's /metrics is written with
+    it); else, or when that parser refuses the text, a lenient reading of the sample lines.
     """
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        return _parse_samples(text)
+    samples: dict[str, dict[Labels, float]] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = tuple(sorted(sample.labels.items()))
+                samples.setdefault(sample.name, {})[labels] = float(sample.value)
+    except ValueError:
+        return _parse_samples(text)
+    return samples
+
+
+def _parse_samples(text: str) -> dict[str, dict[Labels, float]]:
+    """The sample lines of the text format, comments and what does not parse skipped."""
     samples: dict[str, dict[Labels, float]] = {}
     for raw in text.splitlines():
         line = raw.strip()

@@ -2,6 +2,7 @@
 its old and new names, tables, and the one line an error answer becomes."""
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -85,6 +86,14 @@ hookline_build_info{version="0.1.0"} 1.0
 """
 
 
+@pytest.fixture(params=["prometheus_client's parser", "without it"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/metrics read with prometheus_client's parser, and as where it is not installed."""
+    if request.param == "without it":
+        monkeypatch.setitem(sys.modules, "prometheus_client.parser", None)
+
+
+@pytest.mark.usefixtures("parser")
 @pytest.mark.parametrize("text", [OLD, NEW], ids=["hand-written", "prometheus_client"])
 def test_status_reads_the_old_and_the_new_metric_names(text: str) -> None:
     assert operate._queue(text) == {
@@ -98,6 +107,7 @@ def test_status_reads_the_old_and_the_new_metric_names(text: str) -> None:
     }
 
 
+@pytest.mark.usefixtures("parser")
 def test_metrics_labels_are_unescaped() -> None:
     samples = parse_metrics('m{a="x\\"y",b="1\\\\2"} 5 1700000000000\n')
     assert samples == {"m": {(("a", 'x"y'), ("b", "1\\2")): 5.0}}
