@@ -76,20 +76,21 @@ class Endpoint(Base):
     __table_args__ = (
         # One endpoint per URL for the admin, and per URL for each user: a user's URL never
         # collides with another's (nor tells it that the other has it).
+        # A deleted endpoint's URL is free again.
         Index(
             "uq_endpoints_admin_url",
             "url",
             unique=True,
-            postgresql_where=text("owner_id IS NULL"),
-            sqlite_where=text("owner_id IS NULL"),
+            postgresql_where=text("owner_id IS NULL AND deleted_at IS NULL"),
+            sqlite_where=text("owner_id IS NULL AND deleted_at IS NULL"),
         ),
         Index(
             "uq_endpoints_owner_url",
             "owner_id",
             "url",
             unique=True,
-            postgresql_where=text("owner_id IS NOT NULL"),
-            sqlite_where=text("owner_id IS NOT NULL"),
+            postgresql_where=text("owner_id IS NOT NULL AND deleted_at IS NULL"),
+            sqlite_where=text("owner_id IS NOT NULL AND deleted_at IS NULL"),
         ),
         # The few paced endpoints (rate-limited or ordered), which claims serve apart.
         Index(
@@ -124,6 +125,9 @@ class Endpoint(Base):
     # A rate-limited endpoint's next attempt may start no earlier (claims move it on).
     rate_next_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    # When DELETE removed it: hidden from every endpoint route, its deliveries and their
+    # attempts still readable until retention prunes them (and then this row).
+    deleted_at: Mapped[datetime | None]
 
 
 class EventType(Base):
@@ -200,6 +204,10 @@ class Delivery(Base):
     # A manual retry asked for while an attempt was in flight: recording that attempt leaves
     # the delivery due again instead of finishing it (CONTRACT §7).
     retry_requested_at: Mapped[datetime | None]
+    # The next attempt was asked for by hand (a retry, a recovery): it is recorded with the
+    # trigger `manual`. Read when the delivery is claimed, cleared when that attempt is
+    # recorded (unless another was asked for meanwhile).
+    manual: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
 
@@ -213,7 +221,14 @@ class Attempt(Base):
     number: Mapped[int]
     started_at: Mapped[datetime]
     duration_ms: Mapped[int]
+    # scheduled (the first attempt, or a retry on the schedule) or manual (asked for by hand).
+    trigger: Mapped[str] = mapped_column(String(16), server_default=text("'scheduled'"))
+    # The request's headers as sent (the signature included), {name: value}; NULL when
+    # nothing was sent (a destination refused) or for attempts from before 0008.
+    request_headers: Mapped[dict[str, Any] | None]
     status_code: Mapped[int | None]
+    # The answer's headers, capped (sender.py); NULL when no answer came.
+    response_headers: Mapped[dict[str, Any] | None]
     response_body: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)

@@ -182,3 +182,43 @@ async def test_0006_refuses_to_rebuild_a_table_where_foreign_keys_would_cascade(
         await engine.dispose()
 
     assert kept == (1, 1)
+
+
+async def test_0008_marks_old_attempts_scheduled_and_its_downgrade_drops_deleted_endpoints(
+    database_url: str,
+) -> None:
+    engine = migrate.migration_engine(Settings(_env_file=None, database_url=database_url))
+    attempt = (
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms)"
+        " VALUES ('dlv_1', 1, '2026-01-01 00:00:00', 5)"
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_to("0007"))
+            for statement in [*SEEDED, attempt]:
+                await conn.execute(text(statement))
+        await migrate.upgrade_engine(engine)
+        async with engine.begin() as conn:
+            marked = tuple((await conn.execute(text("SELECT trigger FROM attempts"))).one())
+            manual = (await conn.execute(text("SELECT manual FROM deliveries"))).scalar_one()
+            # Deleted, its URL taken again by a new endpoint of the admin's.
+            await conn.execute(text("UPDATE endpoints SET deleted_at = created_at"))
+            await conn.execute(
+                text(
+                    "INSERT INTO endpoints (id, url, secret, enabled, created_at) VALUES"
+                    " ('wh_2', 'https://example.com/a', 'sealed', TRUE, '2026-01-02 00:00:00')"
+                )
+            )
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(migrate._config(c), "0007"))
+            left = (await conn.execute(text("SELECT id FROM endpoints"))).scalars().all()
+            back = tuple((await conn.execute(text(COUNTS))).one())
+            attempts = (await conn.execute(text("SELECT count(*) FROM attempts"))).scalar_one()
+    finally:
+        await engine.dispose()
+
+    assert marked == ("scheduled",)
+    assert not manual
+    assert left == ["wh_2"]
+    assert back == (0, 0)
+    assert attempts == 0
