@@ -788,6 +788,8 @@ async def test_a_ping_is_logged_as_an_event_and_a_delivery(
     [attempt] = delivery["attempts"]
     assert attempt["status_code"] == answered
     assert attempt == answer["attempt"]
+    assert attempt["trigger"] == "manual"  # sent by hand, at once
+    assert attempt["request_headers"]["webhook-id"] == answer["event_id"]
 
 
 async def test_a_disabled_endpoint_can_still_be_pinged(api: RunningApp, receiver: Receiver) -> None:

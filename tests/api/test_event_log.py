@@ -50,7 +50,10 @@ ATTEMPT_KEYS = {
     "number",
     "started_at",
     "duration_ms",
+    "trigger",
+    "request_headers",
     "status_code",
+    "response_headers",
     "response_body",
     "error_kind",
     "error",
@@ -288,6 +291,64 @@ async def test_delivery_shows_every_attempt_in_order_after_500_500_200(
     assert [a["error_kind"] for a in attempts] == ["http_status", "http_status", None]
     assert all("500" in a["error"] for a in attempts[:2])
     assert attempts[2]["error"] is None
+
+
+async def test_attempts_show_their_trigger_and_the_headers_sent_and_received(
+    settings: Settings, receiver: Receiver
+) -> None:
+    receiver.script("/hook", [503, 200], headers={"X-Receiver": "seen", "Retry-After": "0"})
+    async with running_app(settings, run_worker=True) as running:
+        log = Log(running.client)
+        endpoint = await log.subscribe(receiver.url("/hook"))
+        patched = await running.client.patch(
+            f"/endpoints/{endpoint['id']}", json={"headers": {"X-Team": "payments"}}
+        )
+        assert patched.status_code == 200, patched.text
+        await log.register("alice")
+        delivery_id = await only_delivery_id(log, endpoint["id"])
+        await log.delivery_with_status(delivery_id, "succeeded")
+        await log.post(f"/deliveries/{delivery_id}/retry")
+        done = await log.delivery_when(
+            delivery_id, lambda d: len(d["attempts"]) == 3, "attempted three times"
+        )
+
+    attempts = done["attempts"]
+    assert [a["trigger"] for a in attempts] == ["scheduled", "scheduled", "manual"]
+    assert [a["status_code"] for a in attempts] == [503, 200, 200]
+    arrivals = receiver.at("/hook")
+    assert len(arrivals) == 3
+    for attempt, arrival in zip(attempts, arrivals, strict=True):
+        sent = attempt["request_headers"]
+        got = headers_of(arrival)
+        # As the receiver got them: the signature (never the secret), the custom header.
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature", "x-team"):
+            assert sent[name] == got[name], name
+        assert sent["x-team"] == "payments"
+        assert sent["content-type"] == "application/json"
+        assert sent["user-agent"].startswith("hookline/")
+        assert sent["webhook-signature"].startswith("v1,")
+        Webhook(endpoint["secret"]).verify(arrival.body, sent)
+        received = attempt["response_headers"]
+        assert received["x-receiver"] == "seen"
+        assert received["content-length"] == str(len(attempt["response_body"]))
+        assert all(name == name.lower() for name in {**sent, **received})
+
+
+async def test_an_attempt_that_got_no_answer_has_request_headers_but_no_response_headers(
+    settings: Settings,
+) -> None:
+    async with running_app(settings, run_worker=True) as running:
+        log = Log(running.client)
+        endpoint = await log.subscribe(f"http://127.0.0.1:{closed_port()}/hook")
+        await log.register("alice")
+        delivery_id = await only_delivery_id(log, endpoint["id"])
+        tried = await log.delivery_when(delivery_id, lambda d: d["attempts"], "attempted")
+
+    first = tried["attempts"][0]
+    assert first["error_kind"] == "connection_error"
+    assert first["trigger"] == "scheduled"
+    assert first["request_headers"]["webhook-id"] == tried["event_id"]
+    assert first["response_headers"] is None
 
 
 async def test_long_answer_is_kept_as_its_first_4096_bytes(

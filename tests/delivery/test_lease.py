@@ -71,6 +71,9 @@ async def test_retry_posted_while_the_attempt_is_in_flight_sends_it_again_after_
 
     assert retried.status_code == 202, retried.text
     assert [(a.number, a.status_code) for a in (first, second)] == [(1, 200), (2, 200)]
+    # The attempt in flight was the schedule's; the one the retry asked for is manual.
+    assert [a.trigger for a in (first, second)] == ["scheduled", "manual"]
+    assert not done.manual
     # The second attempt began once the first had been answered and recorded.
     assert second.started_at - first.started_at >= timedelta(milliseconds=first.duration_ms)
     assert (done.status, done.attempts_made, done.retry_requested_at) == (Status.SUCCEEDED, 2, None)

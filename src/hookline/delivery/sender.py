@@ -3,7 +3,7 @@
 import codecs
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,9 @@ from hookline.models import utcnow
 from hookline.secretbox import SecretBox
 
 RESPONSE_BODY_LIMIT = 4096
+# What is kept of an answer's headers: this many at most, of this many bytes in all.
+RESPONSE_HEADERS_LIMIT = 50
+RESPONSE_HEADERS_BYTES = 4096
 # Informational (1xx) responses a receiver may send before its answer; one or two are legal.
 MAX_INFORMATIONAL_RESPONSES = 10
 USER_AGENT = f"hookline/{__version__}"
@@ -36,6 +39,10 @@ class Outcome:
     response_body: str | None = None
     error_kind: str | None = None
     error: str | None = None
+    # The request's headers as sent (the signature included; None when nothing was sent) and
+    # the answer's (None when none came), lowercased names.
+    request_headers: dict[str, str] | None = None
+    response_headers: dict[str, str] | None = None
     # Seconds the receiver asked to wait (Retry-After on 429 or 503); not stored.
     retry_after: float | None = None
 
@@ -45,10 +52,13 @@ class Outcome:
         return self.error_kind is None
 
     def as_row(self) -> dict[str, Any]:
+        """The attempt's columns but its delivery, number and trigger."""
         return {
             "started_at": self.started_at,
             "duration_ms": self.duration_ms,
+            "request_headers": self.request_headers,
             "status_code": self.status_code,
+            "response_headers": self.response_headers,
             "response_body": self.response_body,
             "error_kind": self.error_kind,
             "error": self.error,
@@ -122,6 +132,12 @@ class Sender:
         # Secrets come sealed as stored; only signing sees them open.
         self._box = box
         self._session: aiohttp.ClientSession | None = None
+        # Answers are kept as they come: a compressed one would be stored unreadable.
+        self._headers = {
+            "user-agent": USER_AGENT,
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+        }
 
     @classmethod
     def from_settings(
@@ -152,12 +168,7 @@ class Sender:
             response_class=_Response,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
-            # Answers are kept as they come: a compressed one would be stored unreadable.
-            headers={
-                "user-agent": USER_AGENT,
-                "content-type": "application/json",
-                "accept-encoding": "identity",
-            },
+            headers=self._headers,
         )
 
     async def close(self) -> None:
@@ -185,10 +196,19 @@ class Sender:
         request_headers = dict(headers or {})
         request_headers["webhook-id"] = msg_id
         request_headers["webhook-timestamp"] = str(stamp)
+        # What the attempt records: set once the request goes out, and once an answer came.
+        sent: dict[str, str] | None = None
+        answered: dict[str, str] | None = None
 
         def finish(**fields: Any) -> Outcome:
             duration_ms = round((time.perf_counter() - started) * 1000)
-            return Outcome(started_at=started_at, duration_ms=duration_ms, **fields)
+            return Outcome(
+                started_at=started_at,
+                duration_ms=duration_ms,
+                request_headers=sent,
+                response_headers=answered,
+                **fields,
+            )
 
         if self._destinations.guarded:
             # aiohttp connects to literal addresses without asking the resolver.
@@ -207,9 +227,11 @@ class Sender:
             request_headers["webhook-signature"] = signing.signature_header(
                 secrets, msg_id, stamp, body
             )
+            sent = {**self._headers, **{k.lower(): v for k, v in request_headers.items()}}
             async with self._session.post(
                 url, data=body, headers=request_headers, allow_redirects=False
             ) as response:
+                answered = kept_headers(response.headers.items())
                 answer = await _read_limited(response)
                 status = response.status
                 wait = None
@@ -223,6 +245,7 @@ class Sender:
             return finish(error_kind="invalid_url", error=_describe(exc))
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, ssrf.ForbiddenDestination):
+                sent = None  # refused before connecting: nothing went out
                 return finish(error_kind="forbidden_destination", error=str(exc.os_error))
             return finish(error_kind="connection_error", error=_describe(exc))
         except (aiohttp.ClientError, OSError) as exc:
@@ -239,6 +262,31 @@ class Sender:
             error=f"receiver answered HTTP {status}",
             retry_after=wait,
         )
+
+
+def kept_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """An answer's headers as stored: lowercased names, repeated ones joined with ", ", at most
+    RESPONSE_HEADERS_LIMIT of them and RESPONSE_HEADERS_BYTES in all (the rest dropped)."""
+    kept: dict[str, str] = {}
+    size = 0
+    for name, value in items:
+        # Undecodable bytes (aiohttp keeps them as surrogates) and NUL cannot be stored.
+        name, value = _storable(name.lower()), _storable(value)
+        if name in kept:
+            size += len(value.encode()) + 2
+            if size > RESPONSE_HEADERS_BYTES:
+                break
+            kept[name] += ", " + value
+            continue
+        size += len(name.encode()) + len(value.encode())
+        if len(kept) >= RESPONSE_HEADERS_LIMIT or size > RESPONSE_HEADERS_BYTES:
+            break
+        kept[name] = value
+    return kept
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode().replace("\x00", "\ufffd")
 
 
 async def _read_limited(response: aiohttp.ClientResponse) -> str:

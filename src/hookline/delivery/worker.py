@@ -183,7 +183,7 @@ class Worker:
             item.delivery_id,
             item.endpoint_id,
             number,
-            outcome.as_row(),
+            {**outcome.as_row(), "trigger": item.trigger},
             decision.status,
             decision.delay,
         )

@@ -137,7 +137,14 @@ def get_delivery(*, delivery_id: str, scope: Scope = None) -> Unit[DeliveryDetai
 
 
 def _attempt_out(columns: dict[str, Any]) -> AttemptOut:
-    return AttemptOut.model_validate(columns | {"started_at": ts_required(columns["started_at"])})
+    return AttemptOut.model_validate(
+        columns
+        | {
+            "started_at": ts_required(columns["started_at"]),
+            "request_headers": js(columns["request_headers"]),
+            "response_headers": js(columns["response_headers"]),
+        }
+    )
 
 
 def retry(*, delivery_id: str, scope: Scope = None) -> Unit[DeliveryDetail]:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from hookline.fields import USERNAME_PATTERN, NoNul
 
 DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
+Trigger = Literal["scheduled", "manual"]
 
 
 class AttemptOut(BaseModel):
@@ -16,7 +17,18 @@ class AttemptOut(BaseModel):
     number: int
     started_at: datetime
     duration_ms: int
+    trigger: Trigger = Field(
+        description="`scheduled`: the first attempt or a retry on the schedule; `manual`: asked"
+        " for by hand (a retry, a recovery, a ping)."
+    )
+    request_headers: dict[str, str] | None = Field(
+        description="The request's headers as sent, the signature included (null: nothing was"
+        " sent, or the attempt predates their recording)."
+    )
     status_code: int | None
+    response_headers: dict[str, str] | None = Field(
+        description="The answer's headers (at most 50, 4 KiB in all); null when none came."
+    )
     response_body: str | None  # the first 4 KiB of the answer
     error_kind: str | None  # timeout, connection_error, tls_error, http_status, ...
     error: str | None

@@ -19,6 +19,8 @@ from hookline.store.status import Status
 from hookline.store.units import Unit
 
 PROBE_EVENT = "ping"  # a one-off check of an endpoint, never tried again
+# What started an attempt: the schedule (the first attempt and its retries), or a person.
+SCHEDULED, MANUAL = "scheduled", "manual"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +41,16 @@ class Claimed:
     wait: float = 0.0
     # Its endpoint's next delivery waits for this one's result: record it without delay.
     ordered: bool = False
+    # Asked for by hand (a retry, a recovery): the attempt's trigger is `manual`.
+    manual: bool = False
 
     @property
     def probe(self) -> bool:
         return self.event == PROBE_EVENT
+
+    @property
+    def trigger(self) -> str:
+        return MANUAL if self.manual else SCHEDULED
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +132,7 @@ _LEASE_PER_ENDPOINT = sql(_PROBE_CORRELATED, postgres=_PROBE_LATERAL)
 _CLAIMED_ROWS = sql(
     "SELECT d.id, d.attempts_made, e.id, e.event, e.payload, e.created_at, p.id, p.url,"
     " p.secret, CASE WHEN p.old_secret_until > {now} THEN p.old_secret END, p.headers,"
-    " p.ordered"
+    " p.ordered, d.manual"
     " FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id"
     " WHERE d.id {in:ids} ORDER BY d.next_attempt_at"
 )
@@ -271,6 +279,7 @@ def _claimed(row: Any, wait: float = 0.0) -> Claimed:
         headers=js(row[10]),
         wait=wait,
         ordered=bool(row[11]),
+        manual=bool(row[12]),
     )
 
 
@@ -282,20 +291,34 @@ _HELD_ROWS = (
 )
 _HELD = sql(_HELD_ROWS, postgres=_HELD_ROWS + " FOR UPDATE OF d")
 # finished_at: set when the delivery leaves pending now, empty while it stays pending, kept
-# when it had left already (cancelled while the attempt was in flight).
+# when it had left already (cancelled while the attempt was in flight). The manual mark stays
+# only for the attempt a retry asked for meanwhile.
 _FINISH = sql(
     "UPDATE deliveries SET status = :status, attempts_made = :number,"
     " next_attempt_at = {after:delay}, lease_owner = NULL, lease_until = NULL,"
-    " retry_requested_at = NULL, finished_at = CASE"
+    " retry_requested_at = NULL, manual = :manual, finished_at = CASE"
     "  WHEN :finishing THEN {now} WHEN status = 'pending' THEN NULL ELSE finished_at END"
     " WHERE id = :id"
 )
-_RECORD = sql(
-    "INSERT INTO attempts"
-    " (delivery_id, number, started_at, duration_ms, status_code, response_body, error_kind,"
-    " error) VALUES (:delivery_id, :number, :started_at, :duration_ms, :status_code,"
-    " :response_body, :error_kind, :error)"
+ATTEMPT_COLUMNS = (
+    "delivery_id",
+    "number",
+    "started_at",
+    "duration_ms",
+    "trigger",
+    "request_headers",
+    "status_code",
+    "response_headers",
+    "response_body",
+    "error_kind",
+    "error",
 )
+RECORD_ATTEMPT = sql(
+    f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)})"
+    f" VALUES ({', '.join(':' + name for name in ATTEMPT_COLUMNS)})"
+)
+# What an attempt given without them records (one from before its headers were kept).
+_ATTEMPT_DEFAULTS = {"trigger": SCHEDULED, "request_headers": None, "response_headers": None}
 
 
 def complete(*, owner: str, finished: Sequence[Finished]) -> Unit[list[Finished]]:
@@ -314,8 +337,12 @@ def complete(*, owner: str, finished: Sequence[Finished]) -> Unit[list[Finished]
     updates = [_finish(item, *now_status[item.delivery_id]) for item in mine]
     yield units.execute_many(_FINISH, updates)
     yield units.execute_many(
-        _RECORD,
-        ({"delivery_id": item.delivery_id, "number": item.number, **item.attempt} for item in mine),
+        RECORD_ATTEMPT,
+        (
+            {**_ATTEMPT_DEFAULTS, "delivery_id": item.delivery_id, "number": item.number}
+            | item.attempt
+            for item in mine
+        ),
     )
     # Due again at once (a retry by hand), or an ordered endpoint's next delivery may go now:
     # a claim can take it.
@@ -327,17 +354,19 @@ def complete(*, owner: str, finished: Sequence[Finished]) -> Unit[list[Finished]
 def _finish(item: Finished, status_now: Status, retry_requested: bool) -> dict[str, Any]:
     """Where the delivery goes: the outcome's way, unless it changed while the attempt was out."""
     status, delay = item.status, item.delay if item.status == Status.PENDING else None
+    manual = False
     if status_now != Status.PENDING:
         # Cancelled while in flight: the attempt is recorded, the delivery stays cancelled.
         status, delay = status_now, None
     elif retry_requested:
         # Retried by hand while in flight (CONTRACT §7): the retry asked for another attempt.
-        status, delay = Status.PENDING, 0.0
+        status, delay, manual = Status.PENDING, 0.0, True
     return {
         "id": item.delivery_id,
         "status": status,
         "number": item.number,
         "delay": delay,
+        "manual": manual,
         "finishing": status_now == Status.PENDING and status != Status.PENDING,
     }
 

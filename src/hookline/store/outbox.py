@@ -8,7 +8,7 @@ from typing import Any
 from hookline import filtering
 from hookline.ids import new_id
 from hookline.models import utcnow
-from hookline.store import units
+from hookline.store import claims, units
 from hookline.store.sql import js, sql
 from hookline.store.units import Unit
 
@@ -120,12 +120,6 @@ def enqueue(
     return event_id
 
 
-_ADD_ATTEMPT = sql(
-    "INSERT INTO attempts"
-    " (delivery_id, number, started_at, duration_ms, status_code, response_body, error_kind,"
-    " error) VALUES (:delivery_id, :number, :started_at, :duration_ms, :status_code,"
-    " :response_body, :error_kind, :error)"
-)
 _ADD_FINISHED = sql(
     "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempts_made, next_attempt_at,"
     " created_at, finished_at) VALUES (:id, :event_id, :endpoint_id, :status, 1, NULL,"
@@ -141,11 +135,11 @@ def record_sent(
     data: dict[str, Any],
     sent: Sequence[tuple[str, dict[str, Any]]],
 ) -> Unit[list[str]]:
-    """Record an event that was sent at once (a ping): one finished delivery per endpoint with
-    its one attempt, never retried.
+    """Record an event that was sent at once (a ping by hand): one finished delivery per
+    endpoint with its one attempt (trigger `manual`), never retried.
 
-    `sent` pairs an endpoint id with its attempt's columns (started_at, duration_ms,
-    status_code, response_body, error_kind, error). Returns the delivery ids, in that order.
+    `sent` pairs an endpoint id with its attempt's columns (Outcome.as_row()). Returns the
+    delivery ids, in that order.
     """
     yield units.execute(
         _ADD_EVENT,
@@ -172,8 +166,10 @@ def record_sent(
                 "finished_at": finished,
             }
         )
-        attempts.append({**attempt, "delivery_id": delivery_id, "number": 1})
+        attempts.append(
+            {**attempt, "delivery_id": delivery_id, "number": 1, "trigger": claims.MANUAL}
+        )
     if deliveries:
         yield units.execute_many(_ADD_FINISHED, deliveries)
-        yield units.execute_many(_ADD_ATTEMPT, attempts)
+        yield units.execute_many(claims.RECORD_ATTEMPT, attempts)
     return [str(d["id"]) for d in deliveries]

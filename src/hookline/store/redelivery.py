@@ -8,19 +8,21 @@ from hookline.store.sql import sql
 from hookline.store.status import Status
 from hookline.store.units import Unit
 
-# An attempt in flight holds a lease: its result would finish the delivery, so the retry is
+# Due now, its next attempt marked manual (its trigger). An attempt in flight holds a lease:
+# its result would finish the delivery (or set its next retry later), so the retry is
 # remembered for complete() to honour (claims.py). A lease that lapses is claimed again anyway,
 # and the claim clears the mark.
-_RETRY_NOW = sql(
+_AGAIN_NOW = (
     "UPDATE deliveries SET status = 'pending', next_attempt_at = {now}, finished_at = NULL,"
-    " retry_requested_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE {now} END"
-    " WHERE id = :id"
+    " manual = TRUE, retry_requested_at = CASE WHEN lease_owner IS NULL THEN NULL ELSE {now} END"
 )
-# Pings are one-off probes, never sent again by a recovery.
+_RETRY_NOW = sql(_AGAIN_NOW + " WHERE id = :id")
+# Pings are one-off probes, never sent again by a recovery; a pending delivery in flight is
+# being sent now already.
 _REQUEUE = sql(
-    "UPDATE deliveries SET status = 'pending', next_attempt_at = {now}, finished_at = NULL"
-    " WHERE endpoint_id = :endpoint_id AND status {in:statuses}"
+    _AGAIN_NOW + " WHERE endpoint_id = :endpoint_id AND status {in:statuses}"
     " AND created_at >= :since AND created_at < :until"
+    " AND (status <> 'pending' OR lease_owner IS NULL)"
     " AND event_id NOT IN (SELECT id FROM events WHERE event = 'ping')"
 )
 _CANCEL = sql(
@@ -54,7 +56,8 @@ def requeue(
     until: datetime | None,
     statuses: Collection[Status] = (Status.FAILED,),
 ) -> Unit[int]:
-    """Make the endpoint's deliveries created in [since, until) with these statuses due now."""
+    """Make the endpoint's deliveries created in [since, until) with these statuses due now
+    (pending ones waiting for a later retry too); how many."""
     changed: int = yield units.execute(
         _REQUEUE,
         {

@@ -436,7 +436,7 @@ async def ping(
         event_id=sent.payload["id"],
         delivery_id=delivery_id,
         payload=sent.payload,
-        attempt=AttemptOut(number=1, **outcome.as_row()),
+        attempt=AttemptOut(number=1, trigger="manual", **outcome.as_row()),
     )
 
 
