@@ -847,6 +847,158 @@ async def test_recover_requeues_only_failed_deliveries_created_in_the_window(
             assert found["status"] == status, (status, created)
 
 
+async def arrange(api: RunningApp, layout: list[tuple[str, float]]) -> tuple[Log, str, list[str]]:
+    """An endpoint with one delivery per (status, hours after BASE it was created)."""
+    log = Log(api.client)
+    endpoint = await log.subscribe(NOWHERE)
+    for n in range(len(layout)):
+        await register_user(api.client, f"user{n}")
+    sessionmaker: SessionMaker = api.app.state.test_db.sessions
+    ids = [d.id for d in await deliveries_to(sessionmaker, endpoint["id"])]
+    async with sessionmaker() as session:
+        for delivery_id, (status, created) in zip(ids, layout, strict=True):
+            created_at = BASE + timedelta(hours=created)
+            finished = None if status == "pending" else created_at + timedelta(minutes=1)
+            # A pending one waits for a retry hours away.
+            next_at = datetime.now(UTC) + timedelta(hours=3) if status == "pending" else None
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(
+                    status=status,
+                    created_at=created_at,
+                    finished_at=finished,
+                    next_attempt_at=next_at,
+                    attempts_made=0 if status == "pending" else 1,
+                )
+            )
+        await session.commit()
+    return log, endpoint["id"], ids
+
+
+EACH_STATUS = [("failed", 2), ("succeeded", 2), ("pending", 2), ("cancelled", 2), ("failed", 0)]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "requeued"),
+    [
+        (None, {"failed"}),
+        (["failed"], {"failed"}),
+        (["cancelled"], {"cancelled"}),
+        (["pending"], {"pending"}),
+        (["pending", "failed", "pending"], {"pending", "failed"}),
+        (["failed", "cancelled", "pending"], {"failed", "cancelled", "pending"}),
+    ],
+)
+async def test_recover_requeues_the_deliveries_of_the_statuses_asked_for_in_the_window(
+    api: RunningApp, statuses: list[str] | None, requeued: set[str]
+) -> None:
+    log, endpoint_id, ids = await arrange(api, EACH_STATUS)
+    body: dict[str, Any] = {"since": hour(1)}
+    if statuses is not None:
+        body["statuses"] = statuses
+    before = datetime.now(UTC)
+
+    answer = await log.post(f"/endpoints/{endpoint_id}/recover", body)
+
+    assert answer == {"requeued": len(requeued)}
+    after = {d["id"]: d for d in await log.deliveries(endpoint_id)}
+    for delivery_id, (status, created) in zip(ids, EACH_STATUS, strict=True):
+        found = after[delivery_id]
+        if status in requeued and created >= 1:
+            assert (found["status"], found["finished_at"]) == ("pending", None)
+            # Due now, a pending one too (it was waiting three hours for its retry).
+            assert before <= at(found["next_attempt_at"]) <= datetime.now(UTC)
+        else:
+            assert found["status"] == status, (status, created)
+            if status == "pending":
+                assert at(found["next_attempt_at"]) > datetime.now(UTC) + timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    "statuses",
+    [[], ["succeeded"], ["nope"], ["FAILED"], "failed", [None]],
+    ids=["empty", "succeeded", "unknown", "capitals", "not-a-list", "null"],
+)
+async def test_recover_with_statuses_it_cannot_send_again_is_422(
+    api: RunningApp, statuses: Any
+) -> None:
+    log, endpoint_id, _ = await arrange(api, EACH_STATUS)
+
+    answer = await log.post(
+        f"/endpoints/{endpoint_id}/recover",
+        {"since": hour(-1), "statuses": statuses},
+        expect=422,
+    )
+
+    assert "statuses" in json.dumps(answer["detail"])
+    assert {d["status"] for d in await log.deliveries(endpoint_id)} == {
+        "failed",
+        "succeeded",
+        "pending",
+        "cancelled",
+    }
+
+
+async def test_recover_with_pending_sends_a_delivery_waiting_hours_for_its_retry_now(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    receiver.script("/later", [500, 200])
+    settings = make_settings(retry_schedule=(7200.0,))  # the retry would come in two hours
+    since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    async with running_app(settings, run_worker=True) as running:
+        log = Log(running.client)
+        endpoint = await log.subscribe(receiver.url("/later"))
+        recover = f"/endpoints/{endpoint['id']}/recover"
+        await log.register("alice")
+        delivery_id = await only_delivery_id(log, endpoint["id"])
+        waiting = await log.delivery_when(delivery_id, lambda d: d["attempts"], "attempted")
+        assert waiting["status"] == "pending"
+        assert at(waiting["next_attempt_at"]) > datetime.now(UTC) + timedelta(hours=1)
+
+        by_default = await log.post(recover, {"since": since})
+        answer = await log.post(recover, {"since": since, "statuses": ["pending"]})
+        done = await log.delivery_with_status(delivery_id, "succeeded")
+
+    assert by_default == {"requeued": 0}  # failed ones only: it is not failed
+    assert answer == {"requeued": 1}
+    assert [(a["status_code"], a["trigger"]) for a in done["attempts"]] == [
+        (500, "scheduled"),
+        (200, "manual"),
+    ]
+    arrivals = receiver.at("/later")
+    assert len(arrivals) == 2
+    assert {headers_of(r)["webhook-id"] for r in arrivals} == {done["event_id"]}
+
+
+async def test_recover_with_cancelled_sends_what_disabling_cancelled_once_re_enabled(
+    api: RunningApp, receiver: Receiver
+) -> None:
+    since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    log = Log(api.client)
+    endpoint = await log.subscribe(receiver.url("/back"))
+    recover = f"/endpoints/{endpoint['id']}/recover"
+    await log.register("alice")  # no worker runs yet: it stays pending
+    delivery_id = await only_delivery_id(log, endpoint["id"])
+    off = await api.client.patch(f"/endpoints/{endpoint['id']}", json={"enabled": False})
+    assert off.status_code == 200, off.text
+    assert (await log.get(f"/deliveries/{delivery_id}"))["status"] == "cancelled"
+
+    refused = await log.post(recover, {"since": since, "statuses": ["cancelled"]}, expect=409)
+    on = await api.client.patch(f"/endpoints/{endpoint['id']}", json={"enabled": True})
+    assert on.status_code == 200, on.text
+    answer = await log.post(recover, {"since": since, "statuses": ["cancelled"]})
+    async with worker_running(api):
+        done = await log.delivery_with_status(delivery_id, "succeeded")
+
+    assert "enable" in refused["detail"].lower()
+    assert answer == {"requeued": 1}
+    [attempt] = done["attempts"]
+    assert (attempt["status_code"], attempt["trigger"]) == (200, "manual")
+    [arrival] = receiver.at("/back")
+    Webhook(endpoint["secret"]).verify(arrival.body, arrival.headers)
+
+
 @pytest.mark.parametrize(
     "body",
     [

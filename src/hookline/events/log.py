@@ -1,6 +1,6 @@
 """The event log and the delivery log: reading them, and sending deliveries again by hand."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from hookline.events.schemas import (
 )
 from hookline.store import redelivery, units
 from hookline.store.sql import js, pick, sql, ts, ts_required, variants
+from hookline.store.status import Status
 from hookline.store.units import Unit
 
 _EVENTS = variants(
@@ -158,12 +159,23 @@ def retry(*, delivery_id: str, scope: Scope = None) -> Unit[DeliveryDetail]:
 
 
 def recover(
-    *, endpoint_id: str, since: datetime, until: datetime | None, scope: Scope = None
+    *,
+    endpoint_id: str,
+    since: datetime,
+    until: datetime | None,
+    statuses: Collection[str] = (Status.FAILED,),
+    scope: Scope = None,
 ) -> Unit[int]:
-    """Make the endpoint's failed deliveries created in [since, until) due now; how many."""
+    """Make the endpoint's deliveries created in [since, until) whose status is one of
+    `statuses` due now (their next attempt manual); how many."""
     _require_enabled(endpoint_id, (yield from _endpoint_enabled(endpoint_id, scope)))
     # Pings are one-off checks: the store never sends them again.
-    requeued: int = yield from redelivery.requeue(endpoint_id=endpoint_id, since=since, until=until)
+    requeued: int = yield from redelivery.requeue(
+        endpoint_id=endpoint_id,
+        since=since,
+        until=until,
+        statuses=sorted({Status(status) for status in statuses}),
+    )
     return requeued
 
 

@@ -228,8 +228,17 @@ async def list_deliveries(
 async def recover(
     endpoint_id: EndpointId, body: RecoverIn, store: StoreDep, caller: CallerDep
 ) -> Requeued:
-    """Send its `failed` deliveries created in [since, until) again, now."""
+    """Send its deliveries created in [since, until) whose status is in `statuses` (default
+    `["failed"]`; `cancelled` and `pending` may be added) again, now: a pending one waiting
+    for a later retry is sent now. Pings are never sent again. A disabled endpoint must be
+    enabled first (`409`)."""
     requeued = await store.write(
-        log.recover(endpoint_id=endpoint_id, since=body.since, until=body.until, scope=caller.scope)
+        log.recover(
+            endpoint_id=endpoint_id,
+            since=body.since,
+            until=body.until,
+            statuses=body.statuses,
+            scope=caller.scope,
+        )
     )
     return Requeued(requeued=requeued)

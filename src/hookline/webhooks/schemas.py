@@ -1,7 +1,7 @@
 """Request and response bodies of the webhook routes: the original ones and those by id."""
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -165,11 +165,21 @@ class RotatedSecret(SecretOut):
     previous_valid_until: datetime  # the old secret signs beside the new one until then
 
 
+RecoverableStatus = Literal["failed", "cancelled", "pending"]
+
+
 class RecoverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     since: AwareDatetime
     until: AwareDatetime | None = None
+    statuses: list[RecoverableStatus] = Field(
+        default=["failed"],
+        min_length=1,
+        max_length=3,
+        description="Which deliveries to send again: `failed` (the default), `cancelled`,"
+        " `pending` (those waiting for a later retry are sent now).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> "RecoverIn":
