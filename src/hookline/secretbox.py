@@ -5,12 +5,15 @@ The key comes from HOOKLINE_SECRET_KEY, or is generated once into `<data dir>/se
 `hookline rotate-secret-key` re-seals every stored secret with the first.
 """
 
+import base64
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hookline.config import Settings
 from hookline.errors import AppError
@@ -35,6 +38,7 @@ class SecretBox:
             raise SecretKeyError("no secret key given")
         try:
             self._fernet = MultiFernet([Fernet(key.strip().encode()) for key in keys])
+            self._material = [base64.urlsafe_b64decode(key.strip()) for key in keys]
         except ValueError as exc:
             raise SecretKeyError(
                 "HOOKLINE_SECRET_KEY must be Fernet keys (32 url-safe base64-encoded bytes),"
@@ -42,6 +46,14 @@ class SecretBox:
             ) from exc
         # The worker opens the same few secrets over and over: Fernet costs tens of µs.
         self._opened: dict[str, str] = {}
+
+    def derived_keys(self, purpose: bytes) -> list[bytes]:
+        """32-byte keys for another use (HKDF-SHA256 of each key, `purpose` as its info), in the
+        keys' order: the first is the one to sign with, the others still verify."""
+        return [
+            HKDF(algorithm=SHA256(), length=32, salt=None, info=purpose).derive(key)
+            for key in self._material
+        ]
 
     def seal(self, plaintext: str) -> str:
         return SEALED_PREFIX + self._fernet.encrypt(plaintext.encode()).decode("ascii")

@@ -5,6 +5,7 @@ import hmac
 import itertools
 import secrets
 import stat
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -390,12 +391,30 @@ ROWS = [
     Row("GET", "/events", ADMIN_ONLY, 200, plain("/events")),
     Row("POST", "/events", ADMIN_ONLY, 201, application_event),
     Row("GET", "/events/{event_id}", OWNED, 200, event),
+    Row("GET", "/deliveries", USERS, 200, plain("/deliveries")),
     Row("GET", "/deliveries/{delivery_id}", OWNED, 200, delivery),
     Row("POST", "/deliveries/{delivery_id}/retry", OWNED, 202, retry_failed),
     Row("GET", "/event-types", USERS, 200, plain("/event-types")),
     Row("POST", "/event-types", ADMIN_ONLY, 201, new_event_type),
     Row("GET", "/event-types/{name}", USERS, 200, plain(f"/event-types/{APP_TYPE}")),
     Row("PATCH", "/event-types/{name}", ADMIN_ONLY, 200, event_type_patch),
+]
+
+
+# The dashboard (CONTRACT §11) takes a session cookie, never a bearer token: without a session
+# each of its routes sends any caller to the sign-in page and changes nothing, whatever the
+# Authorization header (tests/api/test_dashboard.py tests the sessions themselves). The sign-in
+# page and the dashboard's files need no session.
+DASHBOARD_PUBLIC = {
+    ("GET", "/dashboard/sign-in"),
+    ("POST", "/dashboard/sign-in"),
+    ("GET", "/dashboard/static/{name:path}"),
+}
+# (method, the route's path, a URL of it: {endpoint}, {event} and {delivery} are alice's)
+DASHBOARD = [
+    ("GET", "/dashboard", "/dashboard"),
+    ("POST", "/dashboard/sign-out", "/dashboard/sign-out"),
+    ("GET", "/dashboard/{rest:path}", "/dashboard/no-such-page"),
 ]
 
 
@@ -418,7 +437,31 @@ def routes_of(app: FastAPI) -> set[tuple[str, str]]:
 async def test_the_table_has_a_row_for_every_route_of_the_app(settings):
     app = create_app(settings)
 
-    assert {(row.method, row.path) for row in ROWS} == routes_of(app)
+    dashboard = {(method, path) for method, path, _ in DASHBOARD} | DASHBOARD_PUBLIC
+    assert {(row.method, row.path) for row in ROWS} | dashboard == routes_of(app)
+
+
+async def test_no_token_opens_a_dashboard_route_without_a_session(world):
+    before = await database_rows(world.engine)
+    wrong = []
+    for method, _path, url in DASHBOARD:
+        url = url.format(
+            endpoint=world.endpoint_id, event=world.event_id, delivery=world.delivery_id
+        )
+        for caller in CALLERS:
+            authorization = caller.authorization(world)
+            response = await world.anonymous.request(
+                method,
+                url,
+                data={"csrf_token": "x"} if method == "POST" else None,
+                headers={} if authorization is None else {"Authorization": authorization},
+            )
+            if response.status_code != 303 or not response.headers["location"].startswith(
+                "/dashboard/sign-in"
+            ):
+                wrong.append(f"{method} {url}, {caller.name}: {response.status_code}")
+    assert not wrong, "\n".join(wrong)
+    assert await database_rows(world.engine) == before
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: f"{row.method} {row.path}")
@@ -885,6 +928,43 @@ async def test_a_user_sees_only_its_own_deliveries_of_an_event(world):
         world.endpoint_id,
         world.admin_endpoint_id,
     }
+
+
+async def test_a_user_lists_only_its_own_endpoints_deliveries_and_the_admin_all(world):
+    bobs = await world.endpoint_of(BOB, f"{CLOSED}/bob", [APP_TYPE])
+    for user in (ALICE, BOB):
+        sent = await world.admin.post(
+            "/events", json={"event": APP_TYPE, "data": {"for": user}, "user": user}
+        )
+        assert sent.status_code == 201, sent.text
+
+    listed = {}
+    for who in (ALICE, BOB, ADMIN):
+        response = await world.anonymous.get("/deliveries", headers=bearer(world.tokens[who]))
+        assert response.status_code == 200, response.text
+        listed[who] = Counter(d["endpoint_id"] for d in response.json()["data"])
+    # Another's endpoint named as the filter: nothing, as if it had no deliveries.
+    as_alice_for_bob = await world.anonymous.get(
+        "/deliveries", params={"endpoint_id": bobs}, headers=bearer(world.tokens[ALICE])
+    )
+    paged = await world.anonymous.get(
+        "/deliveries", params={"limit": 1}, headers=bearer(world.tokens[ALICE])
+    )
+    after = await world.anonymous.get(
+        "/deliveries",
+        params={"limit": 1, "cursor": paged.json()["next_cursor"]},
+        headers=bearer(world.tokens[ALICE]),
+    )
+
+    assert listed[ALICE] == {world.endpoint_id: 2}
+    assert listed[BOB] == {bobs: 1}
+    # The admin's wildcard endpoint got both registrations and all three events.
+    assert listed[ADMIN] == {world.endpoint_id: 2, bobs: 1, world.admin_endpoint_id: 5}
+    assert as_alice_for_bob.json() == {"data": [], "next_cursor": None}
+    assert [d["endpoint_id"] for d in paged.json()["data"] + after.json()["data"]] == [
+        world.endpoint_id
+    ] * 2
+    assert after.json()["next_cursor"] is None
 
 
 async def test_a_user_may_not_create_an_endpoint_for_another(world):

@@ -17,6 +17,7 @@ from hookline.api import auth, health, idempotency, metrics, openapi, responses
 from hookline.api.access_log import AccessLog
 from hookline.api.limits import BodySizeLimit, JsonShapeLimit, RateLimit, RefuseNul
 from hookline.config import Settings
+from hookline.dashboard.routes import router as dashboard_router
 from hookline.errors import AppError
 from hookline.events.router import router as events_router
 from hookline.store import StoreUnavailable
@@ -127,6 +128,8 @@ def create_app(
     # The name scripts used first: the same handlers, left out of the schema.
     app.include_router(endpoint_router.by_id, prefix="/webhooks", include_in_schema=False)
     app.include_router(events_router)
+    # The web pages (CONTRACT §11): sessions, not bearer tokens; left out of the schema.
+    app.include_router(dashboard_router)
     return app
 
 

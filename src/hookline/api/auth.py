@@ -64,14 +64,19 @@ def _lookup(token_hash: str) -> Unit[Caller | None]:
 
 async def _identify(request: Request, token: str) -> Caller | None:
     """The caller a token stands for, or None for an unknown one."""
+    return await identify_hash(request, token_hash(token), user_token=token.startswith(USER_PREFIX))
+
+
+async def identify_hash(request: Request, hashed: str, *, user_token: bool) -> Caller | None:
+    """The caller a token's hash stands for, or None (the dashboard's sessions keep the hash,
+    never the token); `user_token`: the token had the user prefix (else no lookup is made)."""
     runtime = runtime_of(request)
-    hashed = token_hash(token)
     admin_hash = runtime.admin_token_hash
     if admin_hash is None:  # not known at start (unmigrated database): look again
         admin_hash = runtime.admin_token_hash = await runtime.store.read(admin_token.stored_hash())
     if admin_hash is not None and hmac.compare_digest(hashed, admin_hash):
         return Caller()
-    if token.startswith(USER_PREFIX):
+    if user_token:
         # One indexed read per request (the unique index on token_hash).
         return await runtime.store.lookup(lambda: _lookup(hashed))
     return None

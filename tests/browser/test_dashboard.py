@@ -1,0 +1,188 @@
+"""The dashboard (CONTRACT §11) in Debian's Chromium against a real `hookline serve`, which
+delivers to a real receiver on this machine: sign in, endpoints, deliveries and their attempts,
+retry, secrets, disabling, recovery, a user's own view, CSRF, JavaScript off.
+
+The server here is this module's own (the folder's one cannot deliver to 127.0.0.1); the
+browser, the pages and their offline guard are the folder's (conftest.py).
+"""
+
+import asyncio
+import secrets
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+
+from tests.browser.conftest import LOCAL_HOSTS, TIMEOUT_MS, Offline, Server, run_async
+from tests.support.process import ServeProcess, clean_environ, free_port
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+
+
+class BackgroundReceiver:
+    """tests/support/receiver.py's Receiver, on an event loop of its own in a thread (the
+    tests' thread belongs to Playwright's sync API)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.receiver = Receiver()
+
+    def __enter__(self) -> "BackgroundReceiver":
+        self._thread.start()
+        self._run(self.receiver.__aenter__())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._run(self.receiver.__aexit__(None, None, None))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def _run(self, coroutine: Any) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(timeout=30)
+
+    def url(self, path: str) -> str:
+        return self.receiver.url(path)
+
+    def script(self, path: str, statuses: list[int]) -> None:
+        self._loop.call_soon_threadsafe(self.receiver.script, path, statuses)
+
+    def wait_for(self, count: int, *, path: str) -> None:
+        self._run(self.receiver.wait_for(count, path=path, timeout=10))
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[BackgroundReceiver]:
+    with BackgroundReceiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def hookline_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """This module's `hookline serve`: deliveries to 127.0.0.1 allowed, one quick retry."""
+    workdir = tmp_path_factory.mktemp("dashboard-serve")
+    data_dir = workdir / "data"
+    port = free_port()
+    token = "hl_admin_" + secrets.token_urlsafe(32)  # given: a generated one is printed once
+    env = clean_environ(
+        HOOKLINE_ADMIN_TOKEN=token,
+        HOOKLINE_DATA_DIR=str(data_dir),
+        HOOKLINE_PORT=str(port),
+        HOOKLINE_ALLOW_PRIVATE_NETWORKS="true",
+        HOOKLINE_RETRY_SCHEDULE="0.3",
+        HOOKLINE_RETRY_JITTER="0",
+        HOOKLINE_POLL_INTERVAL="0.2",
+        HOOKLINE_PING_ON_CREATE="false",
+    )
+    with ServeProcess(workdir, env=env, port=port) as serve:
+        run_async(serve.start())
+        yield Server(serve.base_url, token, data_dir, serve)
+        code = run_async(serve.terminate(timeout=15))
+        assert code == 0, f"hookline serve exited with {code}:\n{serve.log_text()}"
+        assert token not in serve.log_text(), "the admin token is in the server's log"
+
+
+@pytest.fixture(scope="module")
+def api(hookline_server: Server) -> Iterator[httpx.Client]:
+    """The API as the admin, to arrange what the pages then show."""
+    with httpx.Client(
+        base_url=hookline_server.base_url, headers=hookline_server.admin_headers, timeout=10
+    ) as client:
+        yield client
+
+
+def new_context(browser: Browser, server: Server, offline: Offline, **options: Any) -> Page:
+    """A page in a context of its own, reaching this machine only (as conftest's `page`)."""
+    context: BrowserContext = browser.new_context(base_url=server.base_url, **options)
+    context.set_default_timeout(TIMEOUT_MS)
+
+    def local_only(route: Route) -> None:
+        if (route.request.url.split("/")[2].split(":")[0]) in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            offline.blocked.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", local_only)
+    opened = context.new_page()
+    opened.on("pageerror", lambda error: offline.errors.append(str(error)))
+    return opened
+
+
+def sign_in(page: Page, token: str, *, start: str = "/dashboard") -> None:
+    page.goto(start)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("who")).to_be_visible()
+
+
+def register_user(api: httpx.Client, username: str) -> str:
+    response = api.post("/users", json={"username": username})
+    assert response.status_code == 201, response.text
+    token: str = response.json()["token"]
+    return token
+
+
+# -- signing in -----------------------------------------------------------------------------
+
+
+def test_without_a_session_every_page_is_the_sign_in_page(page: Page, offline: Offline) -> None:
+    for path in ["/dashboard", "/dashboard/endpoints", "/dashboard/events", "/dashboard/nope"]:
+        page.goto(path)
+
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        expect(page.get_by_role("navigation")).to_have_count(0)
+        assert page.url.split("?")[0].endswith("/dashboard/sign-in"), page.url
+    assert offline.blocked == []
+    assert offline.errors == []
+
+
+def test_the_admin_signs_in_and_out(page: Page, hookline_server: Server, offline: Offline) -> None:
+    sign_in(page, hookline_server.admin_token, start="/dashboard/endpoints")
+
+    assert page.url.endswith("/dashboard/endpoints"), "back to the page first asked for"
+    expect(page.get_by_test_id("who")).to_have_text("admin")
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies["hookline_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict", session
+    assert 11.9 * 3600 < session["expires"] - datetime.now(UTC).timestamp() <= 12 * 3600
+    assert hookline_server.admin_token not in str(page.context.cookies())
+    assert hookline_server.admin_token not in page.content()
+
+    page.get_by_role("button", name="Sign out").click()
+
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_text("Signed out.")).to_be_visible()
+    page.goto("/dashboard")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert offline.blocked == []
+    assert offline.errors == []
+
+
+def test_a_wrong_token_is_refused(page: Page) -> None:
+    page.goto("/dashboard")
+    page.get_by_label("Token").fill("hl_admin_not-the-token")
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("not the admin's token")
+    expect(page.get_by_label("Token")).to_have_value("")
+    assert "hookline_session" not in {c["name"] for c in page.context.cookies()}
+
+
+def test_the_overview_shows_queue_health(page: Page, hookline_server: Server) -> None:
+    sign_in(page, hookline_server.admin_token)
+
+    expect(page.get_by_role("heading", name="Queue health")).to_be_visible()
+    for tile in ("due", "in-flight", "oldest-due"):
+        expect(page.get_by_test_id(tile)).to_be_visible()
