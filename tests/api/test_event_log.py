@@ -519,6 +519,7 @@ async def test_no_route_reveals_secrets_tokens_or_lease_columns(
         await log.get(f"/events/{event['id']}")
         await log.get(f"/deliveries/{delivery_id}")
         await log.get(f"/webhooks/{endpoint['id']}/deliveries", status="succeeded")
+        await log.get("/deliveries", endpoint_id=endpoint["id"])
         await log.post(f"/deliveries/{delivery_id}/retry")
         await log.post(f"/webhooks/{endpoint['id']}/recover", {"since": since})
         await log.get("/events", expect=404, event="nope")
@@ -574,8 +575,14 @@ async def test_walking_600_events_and_deliveries_page_by_page_sees_each_once_new
         assert {e["event"] for e in events} == {"user_registered"}
         assert [e["data"]["username"] for e in events] == usernames[::-1]
 
-    for limit in (7, 250, 200):
-        deliveries = await walk(log, f"/webhooks/{endpoint['id']}/deliveries", limit)
+    for path, limit in [
+        (f"/webhooks/{endpoint['id']}/deliveries", 7),
+        (f"/webhooks/{endpoint['id']}/deliveries", 250),
+        (f"/webhooks/{endpoint['id']}/deliveries", 200),
+        ("/deliveries", 250),
+        ("/deliveries", 7),
+    ]:
+        deliveries = await walk(log, path, limit)
         assert {d["id"] for d in deliveries} == delivery_ids
         assert len(deliveries) == 600
         assert_newest_first_without_repeats(deliveries)
@@ -584,7 +591,7 @@ async def test_walking_600_events_and_deliveries_page_by_page_sees_each_once_new
 
 
 @pytest.mark.parametrize("limit", [0, -1, 251])
-@pytest.mark.parametrize("path", ["/events", "/webhooks/{id}/deliveries"])
+@pytest.mark.parametrize("path", ["/events", "/webhooks/{id}/deliveries", "/deliveries"])
 async def test_limit_outside_1_to_250_is_422(api: RunningApp, path: str, limit: int) -> None:
     log = Log(api.client)
     endpoint = await log.subscribe(NOWHERE)
@@ -605,6 +612,8 @@ async def test_cursor_past_the_end_gives_an_empty_last_page(api: RunningApp) -> 
         ("/events", "evt_0"),
         (f"/webhooks/{endpoint['id']}/deliveries", oldest_delivery),
         (f"/webhooks/{endpoint['id']}/deliveries", "dlv_0"),
+        ("/deliveries", oldest_delivery),
+        ("/deliveries", "dlv_0"),
     ]:
         page = await log.get(path, cursor=cursor)
         assert page == {"data": [], "next_cursor": None}, (path, cursor)
@@ -638,6 +647,81 @@ async def test_deliveries_filtered_by_status_page_through_only_those(
     assert [d["id"] for d in succeeded] == [delivered]
     assert delivered not in {d["id"] for d in pending}
     assert failed == {"data": [], "next_cursor": None}
+
+
+# GET /deliveries: across endpoints
+
+
+async def test_deliveries_across_endpoints_newest_first_filtered_by_status_event_and_endpoint(
+    api: RunningApp, receiver: Receiver
+) -> None:
+    log = Log(api.client)
+    ok = await log.subscribe(receiver.url("/ok"), "*")
+    down = await log.subscribe(f"http://127.0.0.1:{closed_port()}/down", "user_registered")
+    async with worker_running(api):
+        await log.register("alice")
+        await log.register("bob")
+        sent = await api.client.post(
+            "/users/messages", json={"sender": "alice", "recipient": "bob", "message": "hi"}
+        )
+        assert sent.status_code == 201, sent.text
+
+        async def settled() -> list[dict[str, Any]]:
+            found = (await log.get("/deliveries"))["data"]
+            return found if all(d["status"] != "pending" for d in found) else []
+
+        every = await wait_until(settled, timeout=10, what="every delivery settled")
+
+    assert len(every) == 5  # three to the wildcard one, two registrations to the other
+    assert_newest_first_without_repeats(every)
+    assert all(set(d) == DELIVERY_KEYS for d in every)
+    by_endpoint = Counter(d["endpoint_id"] for d in every)
+    assert by_endpoint == {ok["id"]: 3, down["id"]: 2}
+
+    async def ids(**query: Any) -> list[str]:
+        return [d["id"] for d in (await log.get("/deliveries", **query))["data"]]
+
+    def where(**wanted: str) -> list[str]:
+        return [d["id"] for d in every if all(d[k] == v for k, v in wanted.items())]
+
+    assert await ids(status="succeeded") == where(status="succeeded")
+    assert len(where(status="succeeded")) == 3
+    assert await ids(status="failed") == where(endpoint_id=down["id"])
+    assert await ids(event="USER_REGISTERED") == where(event="user_registered")
+    assert await ids(event="user_send_message") == where(event="user_send_message")
+    assert await ids(endpoint_id=down["id"]) == where(endpoint_id=down["id"])
+    assert await ids(endpoint_id=ok["id"], event="user_registered", status="succeeded") == where(
+        endpoint_id=ok["id"], event="user_registered"
+    )
+    assert await ids(endpoint_id=down["id"], status="succeeded") == []
+    assert await ids(endpoint_id="wh_nope") == []
+    assert await ids(status="cancelled") == []
+    first = await log.get("/deliveries", event="user_registered", limit=3)
+    rest = await log.get(
+        "/deliveries", event="user_registered", limit=3, cursor=first["next_cursor"]
+    )
+    assert [d["id"] for d in first["data"] + rest["data"]] == where(event="user_registered")
+    assert rest["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    "query", [{"status": "done"}, {"status": "FAILED"}, {"endpoint_id": ""}, {"cursor": ""}]
+)
+async def test_deliveries_across_endpoints_with_a_bad_filter_is_422(
+    api: RunningApp, query: dict[str, str]
+) -> None:
+    response = await api.client.get("/deliveries", params=query)
+
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("name", ["user_deleted", "*"])
+async def test_deliveries_across_endpoints_of_an_unknown_event_is_404(
+    api: RunningApp, name: str
+) -> None:
+    body = await Log(api.client).get("/deliveries", expect=404, event=name)
+
+    assert set(body) == {"detail"}
 
 
 @pytest.mark.parametrize("status", ["done", "retrying"])

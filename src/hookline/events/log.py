@@ -43,6 +43,19 @@ _OF_ENDPOINT = variants(
     always=["d.endpoint_id = :endpoint_id"],
     optional={"status": "d.status = :status", "cursor": "d.id < :cursor"},
 )
+# Across endpoints (GET /deliveries): the primary key's range, newest first; with an
+# endpoint, ix_deliveries_endpoint's.
+_ACROSS = variants(
+    f"SELECT {_DELIVERY_COLUMNS} FROM {_DELIVERY_TABLES}",
+    "ORDER BY d.id DESC LIMIT :limit",
+    optional={
+        "endpoint_id": "d.endpoint_id = :endpoint_id",
+        "owner_id": "e.owner_id = :owner_id",
+        "status": "d.status = :status",
+        "event": "v.event = :event",
+        "cursor": "d.id < :cursor",
+    },
+)
 # One statement, so one snapshot: the delivery and its attempts agree (two statements could
 # see a result recorded in between, on PostgreSQL's read committed).
 _ATTEMPT_COLUMNS = ", ".join(f"a.{name}" for name in AttemptOut.model_fields)
@@ -121,6 +134,34 @@ def list_deliveries(
         pick(_OF_ENDPOINT, params), {**params, "endpoint_id": endpoint_id, "limit": limit}
     )
     return [_delivery_out(row) for row in found]
+
+
+def list_all_deliveries(
+    *,
+    status: str | None,
+    event: str | None,
+    endpoint_id: str | None,
+    limit: int,
+    cursor: str | None,
+    scope: Scope = None,
+) -> Unit[list[DeliveryOut]]:
+    """Deliveries across endpoints (a user's: its own endpoints'), newest first, older than
+    `cursor` (a delivery id) when given; a deleted endpoint's too."""
+    name = None
+    if event is not None:
+        found = yield from types.find(event)
+        if found is None:
+            raise NotFound(f"Event '{event}' not found")
+        name = found.name
+    params = {
+        "endpoint_id": endpoint_id,
+        "owner_id": scope,
+        "status": status,
+        "event": name,
+        "cursor": cursor,
+    }
+    rows = yield units.rows(pick(_ACROSS, params), {**params, "limit": limit})
+    return [_delivery_out(row) for row in rows]
 
 
 def get_delivery(*, delivery_id: str, scope: Scope = None) -> Unit[DeliveryDetail]:

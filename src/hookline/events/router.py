@@ -14,6 +14,8 @@ from hookline.api.responses import AUTH
 from hookline.events import log, service, types
 from hookline.events.schemas import (
     DeliveryDetail,
+    DeliveryOut,
+    DeliveryStatus,
     EventDetail,
     EventIn,
     EventOut,
@@ -78,6 +80,35 @@ async def send_event(
 async def get_event(event_id: Id, store: StoreDep, caller: CallerDep) -> EventDetail:
     """One event: its data and its deliveries (a user's token: its own endpoints' only)."""
     return await store.read(log.get_event(event_id=event_id, scope=caller.scope))
+
+
+@router.get("/deliveries", responses={404: {"description": "Unknown event name"}})
+async def list_deliveries(
+    store: StoreDep,
+    caller: CallerDep,
+    status: Annotated[DeliveryStatus | None, Query(description="Only these.")] = None,
+    event: Annotated[
+        str | None, Query(max_length=64, description="Only this event (case-insensitive).")
+    ] = None,
+    endpoint_id: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="Only this endpoint's.")
+    ] = None,
+    limit: PageLimit = 50,
+    cursor: Cursor = None,
+) -> Page[DeliveryOut]:
+    """Deliveries across endpoints, newest first (a user's token: its own endpoints' only),
+    deleted endpoints' included."""
+    found = await store.read(
+        log.list_all_deliveries(
+            status=status,
+            event=event,
+            endpoint_id=endpoint_id,
+            limit=limit + 1,
+            cursor=cursor,
+            scope=caller.scope,
+        )
+    )
+    return page(found, limit, lambda d: d.id)
 
 
 @router.get("/deliveries/{delivery_id}", responses={404: {"description": "No such delivery"}})
