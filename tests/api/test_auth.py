@@ -414,6 +414,17 @@ DASHBOARD_PUBLIC = {
 DASHBOARD = [
     ("GET", "/dashboard", "/dashboard"),
     ("POST", "/dashboard/sign-out", "/dashboard/sign-out"),
+    ("GET", "/dashboard/endpoints", "/dashboard/endpoints"),
+    ("POST", "/dashboard/endpoints", "/dashboard/endpoints"),
+    ("GET", "/dashboard/endpoints/{endpoint_id}", "/dashboard/endpoints/{endpoint}"),
+    *(
+        (
+            "POST",
+            f"/dashboard/endpoints/{{endpoint_id}}/{action}",
+            f"/dashboard/endpoints/{{endpoint}}/{action}",
+        )
+        for action in ("settings", "enabled", "secret", "secret/rotate", "ping", "recover")
+    ),
     ("GET", "/dashboard/{rest:path}", "/dashboard/no-such-page"),
 ]
 

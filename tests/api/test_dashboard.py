@@ -9,13 +9,16 @@ import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import itsdangerous.timed
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import inspect, text, update
 
+from hookline.models import Delivery, utcnow
 from tests.support.app import RunningApp, running_app
 
 CLOSED = "http://127.0.0.1:9"  # nothing listens there
@@ -300,3 +303,309 @@ async def test_pages_are_private_and_load_nothing_from_elsewhere(api):
     assert page.headers["x-frame-options"] == "DENY"
     for url in re.findall(r'(?:src|href)="([^"]+)"', page.text):
         assert url.startswith("/"), url
+
+
+# -- endpoints ------------------------------------------------------------------------------
+
+
+async def database_rows(api: RunningApp) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to tell that a refused form changed nothing."""
+    engine = api.app.state.test_db.engine
+    async with engine.connect() as conn:
+        names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        found = {}
+        for name in names:
+            rows = await conn.execute(text(f'SELECT * FROM "{name}"'))
+            found[name] = sorted((tuple(row) for row in rows), key=repr)
+    return found
+
+
+async def endpoint_of(api: RunningApp, token: str | None, url: str, **fields: Any) -> str:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    response = await api.client.post(
+        "/endpoints",
+        json={"url": url, "events": ["user_registered"], **fields},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    endpoint_id: str = response.json()["id"]
+    return endpoint_id
+
+
+@asynccontextmanager
+async def signed_in(api: RunningApp, token: str) -> AsyncIterator[Any]:
+    async with browser(api.app) as client:
+        response = await sign_in(client, token)
+        assert response.status_code == 303, response.text
+        yield client
+
+
+async def post_form(
+    client: httpx.AsyncClient, path: str, fields: dict[str, Any] | None = None
+) -> httpx.Response:
+    """Post a form of the page the action belongs to, with its CSRF token."""
+    csrf = await csrf_of(client)
+    return await client.post(path, data={"csrf_token": csrf, **(fields or {})})
+
+
+async def test_the_admin_creates_an_endpoint_with_its_options(api):
+    async with signed_in(api, admin_token(api)) as client:
+        response = await post_form(
+            client,
+            "/dashboard/endpoints",
+            {
+                "url": f"{CLOSED}/created",
+                "events": ["user_registered", "user_send_message"],
+                "description": "made in the dashboard",
+                "headers": "X-Team: payments\n\nX-Env: test",
+                "filter": '{"data.username": {"$ne": "bot"}}',
+                "rate_limit": "2.5",
+                "ordered": "true",
+            },
+        )
+        assert response.status_code == 303, response.text
+        page = await client.get(response.headers["location"])
+
+    endpoint_id = response.headers["location"].split("/")[-1].split("?")[0]
+    stored = (await api.client.get(f"/endpoints/{endpoint_id}")).json()
+    assert stored["url"] == f"{CLOSED}/created"
+    assert stored["events"] == ["user_registered", "user_send_message"]
+    assert stored["description"] == "made in the dashboard"
+    assert stored["headers"] == {"X-Team": "payments", "X-Env": "test"}
+    assert stored["filter"] == {"data.username": {"$ne": "bot"}}
+    assert (stored["rate_limit"], stored["ordered"], stored["owner"]) == (2.5, True, None)
+    assert page.status_code == 200 and "Endpoint created." in page.text
+    assert "whsec_" not in page.text  # the secret is shown only when asked for
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        pytest.param({"events": ["user_registered"]}, "url", id="no URL"),
+        pytest.param({"url": f"{CLOSED}/x"}, "events", id="no event"),
+        pytest.param(
+            {"url": f"{CLOSED}/x", "events": ["*"], "filter": "{nope"}, "filter", id="bad JSON"
+        ),
+        pytest.param(
+            {"url": f"{CLOSED}/x", "events": ["*"], "headers": "no colon"}, "headers", id="header"
+        ),
+        pytest.param(
+            {"url": f"{CLOSED}/x", "events": ["*"], "rate_limit": "fast"}, "rate_limit", id="rate"
+        ),
+        pytest.param({"url": "ftp://x", "events": ["*"]}, "URL", id="not http"),
+    ],
+)
+async def test_a_wrong_endpoint_form_says_why_keeps_what_was_typed_and_creates_nothing(
+    api, fields, says
+):
+    async with signed_in(api, admin_token(api)) as client:
+        before = await database_rows(api)
+        response = await post_form(
+            client, "/dashboard/endpoints", {"description": "kept", **fields}
+        )
+
+    assert response.status_code in (400, 422), response.text
+    assert says.lower() in response.text.lower()
+    assert 'value="kept"' in response.text
+    assert await database_rows(api) == before
+
+
+async def test_a_user_creates_its_own_endpoint_and_sees_only_its_own(api, users):
+    admins = await endpoint_of(api, None, f"{CLOSED}/admins")
+    bobs = await endpoint_of(api, users.bob, f"{CLOSED}/bobs")
+    async with signed_in(api, users.alice) as client:
+        created = await post_form(
+            client,
+            "/dashboard/endpoints",
+            {"url": f"{CLOSED}/alices", "events": ["user_registered"], "owner": "bob"},
+        )
+        listed = await client.get("/dashboard/endpoints")
+        others = [await client.get(f"/dashboard/endpoints/{e}") for e in (admins, bobs)]
+
+    assert created.status_code == 303, created.text
+    alices = created.headers["location"].split("/")[-1].split("?")[0]
+    assert (await api.client.get(f"/endpoints/{alices}")).json()["owner"] == "alice"
+    assert f"{CLOSED}/alices" in listed.text
+    assert f"{CLOSED}/admins" not in listed.text and f"{CLOSED}/bobs" not in listed.text
+    assert [page.status_code for page in others] == [404, 404]
+    assert all(f"{CLOSED}/admins" not in p.text and f"{CLOSED}/bobs" not in p.text for p in others)
+
+
+async def test_the_endpoint_list_searches_and_pages_by_cursor(api):
+    for n in range(30):
+        await endpoint_of(api, None, f"{CLOSED}/many/{n:02d}")
+    await endpoint_of(api, None, "http://127.0.0.1:9/other")
+    async with signed_in(api, admin_token(api)) as client:
+        first = await client.get("/dashboard/endpoints", params={"q": "MANY"})
+        older = re.search(r'href="(/dashboard/endpoints\?[^"]*cursor=[^"]+)">Older', first.text)
+        assert older is not None, first.text
+        second = await client.get(html.unescape(older.group(1)))
+
+    shown = re.findall(r"/many/(\d\d)<", first.text + second.text)
+    assert shown == [f"{n:02d}" for n in range(29, -1, -1)]
+    assert "/other" not in first.text + second.text
+    assert ">Older<" not in second.text
+
+
+async def test_the_endpoint_page_changes_its_settings(api):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/settings", headers={"X-Old": "1"})
+    async with signed_in(api, admin_token(api)) as client:
+        response = await post_form(
+            client,
+            f"/dashboard/endpoints/{endpoint_id}/settings",
+            {
+                "url": f"{CLOSED}/settings",
+                "events": ["user_send_message"],
+                "description": "",
+                "headers": "X-New: 2",
+                "filter": "",
+                "rate_limit": "",
+                "ordered": "true",
+            },
+        )
+
+    assert response.status_code == 303, response.text
+    stored = (await api.client.get(f"/endpoints/{endpoint_id}")).json()
+    assert stored["events"] == ["user_send_message"]
+    assert stored["headers"] == {"X-New": "2"}
+    assert (stored["filter"], stored["rate_limit"], stored["ordered"]) == (None, None, True)
+
+
+async def test_a_wrong_setting_says_why_and_changes_nothing(api):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/unchanged")
+    async with signed_in(api, admin_token(api)) as client:
+        before = await database_rows(api)
+        response = await post_form(
+            client,
+            f"/dashboard/endpoints/{endpoint_id}/settings",
+            {"url": f"{CLOSED}/unchanged", "events": ["*"], "filter": '{"$where": 1}'},
+        )
+
+    assert response.status_code == 422, response.text
+    assert "$where" in response.text
+    assert await database_rows(api) == before
+
+
+async def test_disabling_and_enabling(api):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/toggled")
+    async with signed_in(api, admin_token(api)) as client:
+        path = f"/dashboard/endpoints/{endpoint_id}/enabled"
+        disabled = await post_form(client, path, {"enabled": "false"})
+        state_off = (await api.client.get(f"/endpoints/{endpoint_id}")).json()
+        enabled = await post_form(client, path, {"enabled": "true"})
+        state_on = (await api.client.get(f"/endpoints/{endpoint_id}")).json()
+
+    assert disabled.status_code == enabled.status_code == 303
+    assert (state_off["enabled"], state_off["disabled_reason"]) == (False, "disabled by request")
+    assert state_on["enabled"] is True
+
+
+async def test_the_secret_is_revealed_and_rotated_in_the_answer_only(api):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/secret")
+    secret = (await api.client.get(f"/endpoints/{endpoint_id}/secret")).json()["secret"]
+    async with signed_in(api, admin_token(api)) as client:
+        revealed = await post_form(client, f"/dashboard/endpoints/{endpoint_id}/secret")
+        rotated = await post_form(client, f"/dashboard/endpoints/{endpoint_id}/secret/rotate")
+        again = await post_form(client, f"/dashboard/endpoints/{endpoint_id}/secret/rotate")
+        page = await client.get(f"/dashboard/endpoints/{endpoint_id}")
+
+    new_secret = (await api.client.get(f"/endpoints/{endpoint_id}/secret")).json()["secret"]
+    assert revealed.status_code == 200 and secret in revealed.text
+    assert revealed.headers["cache-control"] == "no-store"
+    assert rotated.status_code == 200 and new_secret in rotated.text and new_secret != secret
+    assert "previous one still signs" in rotated.text
+    assert again.status_code == 409 and "24 hours" in again.text  # the API's own rule
+    assert secret not in page.text and new_secret not in page.text
+
+
+async def test_recovering_a_window_sends_its_failed_deliveries_again(api):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/recovered")
+    await register(api, "carol")
+    await register(api, "dave")
+    async with api.app.state.test_db.sessions.begin() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.endpoint_id == endpoint_id)
+            .values(status="failed", next_attempt_at=None, finished_at=utcnow())
+        )
+    async with signed_in(api, admin_token(api)) as client:
+        since = (utcnow() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+        response = await post_form(
+            client, f"/dashboard/endpoints/{endpoint_id}/recover", {"since": since}
+        )
+        page = await client.get(response.headers["location"])
+        wrong = await post_form(
+            client,
+            f"/dashboard/endpoints/{endpoint_id}/recover",
+            {"since": since, "until": "2000-01-01T00:00"},
+        )
+
+    statuses = (await api.client.get(f"/endpoints/{endpoint_id}")).json()["stats"]
+    assert response.status_code == 303 and statuses["pending"] == 2
+    assert "2 failed deliveries of that window are due again." in page.text
+    assert wrong.status_code == 422 and "later than" in wrong.text
+
+
+ACTIONS = [
+    ("/dashboard/endpoints", {"url": f"{CLOSED}/forged", "events": ["*"]}),
+    ("/dashboard/endpoints/{id}/settings", {"url": f"{CLOSED}/forged", "events": ["*"]}),
+    ("/dashboard/endpoints/{id}/enabled", {"enabled": "false"}),
+    ("/dashboard/endpoints/{id}/secret", {}),
+    ("/dashboard/endpoints/{id}/secret/rotate", {}),
+    ("/dashboard/endpoints/{id}/ping", {}),
+    ("/dashboard/endpoints/{id}/recover", {"since": "2000-01-01T00:00"}),
+    ("/dashboard/sign-out", {}),
+]
+
+
+@pytest.mark.parametrize(
+    "csrf",
+    [
+        pytest.param(None, id="without a CSRF token"),
+        pytest.param("forged", id="with a forged one"),
+        pytest.param("other", id="with another session's"),
+    ],
+)
+async def test_every_form_without_the_sessions_csrf_token_is_refused(api, csrf):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/kept")
+    async with signed_in(api, admin_token(api)) as other:
+        others = await csrf_of(other)
+    async with signed_in(api, admin_token(api)) as client:
+        before = await database_rows(api)
+        for path, fields in ACTIONS:
+            data = dict(fields)
+            if csrf is not None:
+                data["csrf_token"] = others if csrf == "other" else csrf
+            response = await client.post(path.format(id=endpoint_id), data=data)
+
+            assert response.status_code == 403, (path, response.text)
+            assert "whsec_" not in response.text
+        assert (await client.get("/dashboard")).status_code == 200  # still signed in
+
+    assert await database_rows(api) == before
+
+
+async def test_a_form_sent_as_json_is_refused(api):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/json")
+    async with signed_in(api, admin_token(api)) as client:
+        csrf = await csrf_of(client)
+        response = await client.post(
+            f"/dashboard/endpoints/{endpoint_id}/enabled",
+            json={"csrf_token": csrf, "enabled": "false"},
+        )
+
+    assert response.status_code == 403
+    assert (await api.client.get(f"/endpoints/{endpoint_id}")).json()["enabled"] is True
+
+
+async def test_a_user_can_do_nothing_to_another_users_endpoint(api, users):
+    bobs = await endpoint_of(api, users.bob, f"{CLOSED}/bobs-own")
+    async with signed_in(api, users.alice) as client:
+        before = await database_rows(api)
+        for path, fields in ACTIONS[1:-1]:
+            response = await post_form(client, path.format(id=bobs), fields)
+
+            assert response.status_code == 404, (path, response.text)
+            assert "whsec_" not in response.text and "bobs-own" not in response.text
+
+    assert await database_rows(api) == before

@@ -186,3 +186,74 @@ def test_the_overview_shows_queue_health(page: Page, hookline_server: Server) ->
     expect(page.get_by_role("heading", name="Queue health")).to_be_visible()
     for tile in ("due", "in-flight", "oldest-due"):
         expect(page.get_by_test_id(tile)).to_be_visible()
+
+
+# -- endpoints ------------------------------------------------------------------------------
+
+
+def create_endpoint(page: Page, url: str, events: list[str]) -> str:
+    """Create an endpoint with the endpoints page's form; its id (from the page it opens)."""
+    page.goto("/dashboard/endpoints")
+    page.get_by_text("Create an endpoint").click()
+    page.get_by_label("URL", exact=True).fill(url)
+    for name in events:
+        page.get_by_role("checkbox", name=name, exact=True).check()
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_text("Endpoint created.")).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_have_text(url)
+    return page.url.split("/")[-1].split("?")[0]
+
+
+def test_the_admin_creates_an_endpoint_sees_a_delivery_and_manages_the_endpoint(
+    page: Page,
+    hookline_server: Server,
+    offline: Offline,
+    receiver: BackgroundReceiver,
+    api: httpx.Client,
+) -> None:
+    sign_in(page, hookline_server.admin_token)
+    url = receiver.url("/managed")
+    endpoint_id = create_endpoint(page, url, ["user_registered"])
+
+    register_user(api, "first-customer")  # a user_registered event: a delivery to the endpoint
+    receiver.wait_for(1, path="/managed")
+
+    deliveries = page.locator("#deliveries tbody tr")
+    expect(deliveries.first).to_contain_text("succeeded")  # htmx shows it without a reload
+    expect(deliveries).to_have_count(1)
+
+    # The secret: revealed, then rotated (the receiver's new one signs from now on).
+    page.get_by_role("button", name="Reveal secret").click()
+    first_secret = page.get_by_test_id("secret").inner_text()
+    assert first_secret.startswith("whsec_")
+    assert api.get(f"/endpoints/{endpoint_id}/secret").json()["secret"] == first_secret
+    page.get_by_role("button", name="Rotate secret").click()
+    expect(page.get_by_test_id("rotated")).to_be_visible()
+    second_secret = page.get_by_test_id("secret").inner_text()
+    assert second_secret.startswith("whsec_") and second_secret != first_secret
+    assert api.get(f"/endpoints/{endpoint_id}/secret").json()["secret"] == second_secret
+
+    # Disabled, then enabled again.
+    page.get_by_role("button", name="Disable").click()
+    expect(page.get_by_text("Endpoint disabled")).to_be_visible()
+    expect(page.get_by_test_id("state")).to_have_text("disabled")
+    assert api.get(f"/endpoints/{endpoint_id}").json()["enabled"] is False
+    page.get_by_role("button", name="Enable").click()
+    expect(page.get_by_test_id("state")).to_have_text("enabled")
+    assert api.get(f"/endpoints/{endpoint_id}").json()["enabled"] is True
+
+    # Its settings: a header, a rate limit.
+    page.get_by_label("Headers").fill("X-Team: payments")
+    page.get_by_label("Rate limit").fill("5")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    stored = api.get(f"/endpoints/{endpoint_id}").json()
+    assert (stored["headers"], stored["rate_limit"]) == ({"X-Team": "payments"}, 5.0)
+
+    # Found by a search of the list.
+    page.goto("/dashboard/endpoints")
+    page.get_by_label("URL contains").fill("/managed")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_test_id("endpoints").locator("tbody tr")).to_have_count(1)
+    assert offline.blocked == []
+    assert offline.errors == []

@@ -123,8 +123,9 @@ NOTICES = {
     "saved": "Saved.",
     "enabled": "Endpoint enabled.",
     "disabled": "Endpoint disabled: its pending deliveries were cancelled.",
+    "pinged": "Ping sent: its delivery is below.",
     "retried": "The delivery is due again: a new attempt follows shortly.",
-    "recovered": "Failed deliveries of that window are due again.",
+    "recovered": "{count} failed deliveries of that window are due again.",
     "type-created": "Event type created.",
 }
 
@@ -139,6 +140,9 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     notice = NOTICES.get(request.query_params.get("notice") or "")
+    if notice is not None and "{count}" in notice:
+        count = request.query_params.get("count", "")
+        notice = notice.format(count=int(count) if count.isdigit() and len(count) < 10 else "Some")
     body = _env.get_template(template).render(
         request_path=request.url.path,
         session=session,

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from hookline.api.deps import StoreDep
+from hookline.dashboard import endpoint_pages
 from hookline.dashboard import session as sessions
 from hookline.dashboard.pages import (
     ASSETS,
@@ -128,6 +129,9 @@ async def overview(request: Request, session: SessionDep, store: StoreDep) -> Re
         oldest_due_age=oldest_due_age,
         troubled=troubled,
     )
+
+
+router.include_router(endpoint_pages.router)
 
 
 # Last: any other dashboard path is the sign-in page without a session, a 404 page with one.
