@@ -579,7 +579,7 @@ async def test_enabling_clears_the_reason_the_date_and_the_failure_clock(
 # DELETE /webhooks/{id}
 
 
-async def test_deleting_removes_the_endpoint_its_subscriptions_and_its_deliveries(
+async def test_deleting_hides_the_endpoint_and_cancels_its_pending_deliveries_but_keeps_them(
     api: RunningApp,
 ) -> None:
     hook = await subscribe(api.client, HOOK, "user_registered")
@@ -593,19 +593,115 @@ async def test_deleting_removes_the_endpoint_its_subscriptions_and_its_deliverie
 
     assert response.status_code == 204
     assert response.content == b""
-    gone = await api.client.get(f"/webhooks/{hook['id']}")
-    assert gone.status_code == 404
-    assert set(gone.json()) == {"detail"}
+    for method, path in [
+        ("GET", ""),
+        ("PATCH", ""),
+        ("DELETE", ""),
+        ("GET", "/secret"),
+        ("POST", "/secret/rotate"),
+        ("POST", "/ping"),
+        ("GET", "/deliveries"),
+        ("POST", "/recover"),
+    ]:
+        body = {"PATCH": {"description": "x"}, "POST": {"since": "2000-01-01T00:00:00Z"}}
+        for prefix in ("/webhooks", "/endpoints"):
+            gone = await api.client.request(
+                method, f"{prefix}/{hook['id']}{path}", json=body.get(method)
+            )
+            assert gone.status_code == 404, (method, prefix, path, gone.text)
+            assert gone.json() == {"detail": f"Webhook '{hook['id']}' not found"}
+    listed = await api.client.get("/endpoints")
+    assert [e["id"] for e in listed.json()["data"]] == [other["id"]]
     assert await listing(api.client) == {
         "user_registered": [OTHER],
         "user_send_message": [],
         "webhook_disabled": [],
     }
-    assert (await api.client.get(f"/deliveries/{hook_delivery['id']}")).status_code == 404
-    kept = await api.client.get(f"/deliveries/{other_delivery['id']}")
-    assert (kept.status_code, kept.json()["status"]) == (200, "pending")
+    # Its delivery is still there, cancelled (it was pending), and its event shows it.
+    kept = await api.client.get(f"/deliveries/{hook_delivery['id']}")
+    assert kept.status_code == 200, kept.text
+    assert (kept.json()["status"], kept.json()["endpoint_id"], kept.json()["url"]) == (
+        "cancelled",
+        hook["id"],
+        HOOK,
+    )
+    assert kept.json()["finished_at"] is not None
+    other_kept = await api.client.get(f"/deliveries/{other_delivery['id']}")
+    assert (other_kept.status_code, other_kept.json()["status"]) == (200, "pending")
     event = (await api.client.get(f"/events/{hook_delivery['event_id']}")).json()
-    assert [d["endpoint_id"] for d in event["deliveries"]] == [other["id"]]
+    assert sorted(d["endpoint_id"] for d in event["deliveries"]) == sorted(
+        [hook["id"], other["id"]]
+    )
+    across = await api.client.get("/deliveries", params={"endpoint_id": hook["id"]})
+    assert [d["id"] for d in across.json()["data"]] == [hook_delivery["id"]]
+    retried = await api.client.post(f"/deliveries/{hook_delivery['id']}/retry")
+    assert retried.status_code == 409, retried.text
+    assert "deleted" in retried.json()["detail"]
+    assert (await api.client.get(f"/deliveries/{hook_delivery['id']}")).json()["status"] == (
+        "cancelled"
+    )
+
+
+async def test_a_deleted_endpoints_delivered_history_stays_readable_and_its_url_is_free(
+    settings: Settings, receiver: Receiver
+) -> None:
+    receiver.script("/hook", [200], headers={"X-Receiver": "yes"})
+    async with running_app(settings, run_worker=True) as running:
+        client = running.client
+        gone = await subscribe(client, receiver.url("/hook"))
+        await register_user(client, "alice")
+        await stats_become(client, gone["id"], succeeded=1)
+        [delivered] = await deliveries_listed(client, gone["id"])
+
+        assert (await client.delete(f"/endpoints/{gone['id']}")).status_code == 204
+        detail = await client.get(f"/deliveries/{delivered['id']}")
+        event = await client.get(f"/events/{delivered['event_id']}")
+        # Its URL is free again, for the admin's original route and for a user's own.
+        again = await subscribe(client, receiver.url("/hook"))
+        bob = await register_user(client, "bob")
+        users = await client.post(
+            "/endpoints",
+            json={"url": receiver.url("/hook"), "events": ["user_send_message"]},
+            headers={"Authorization": f"Bearer {bob['token']}"},
+        )
+        await register_user(client, "carol")
+        await stats_become(client, again["id"], succeeded=2)  # bob's and carol's
+
+    assert detail.status_code == 200, detail.text
+    kept = detail.json()
+    assert (kept["status"], kept["endpoint_id"], kept["url"]) == (
+        "succeeded",
+        gone["id"],
+        receiver.url("/hook"),
+    )
+    [attempt] = kept["attempts"]
+    assert (attempt["status_code"], attempt["response_headers"]["x-receiver"]) == (200, "yes")
+    assert attempt["request_headers"]["webhook-id"] == delivered["event_id"]
+    assert event.status_code == 200, event.text
+    assert [d["id"] for d in event.json()["deliveries"]] == [delivered["id"]]
+    assert again["id"] != gone["id"]
+    assert users.status_code == 201, users.text
+    # The deleted endpoint got nothing more: alice's registration only.
+    assert len(receiver.at("/hook")) == 3
+
+
+async def test_a_users_deleted_endpoint_does_not_count_against_its_limit(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with running_app(make_settings(max_endpoints_per_user=1)) as running:
+        bob = await register_user(running.client, "bob")
+        as_bob = {"Authorization": f"Bearer {bob['token']}"}
+        body = {"url": HOOK, "events": ["user_send_message"]}
+        first = await running.client.post("/endpoints", json=body, headers=as_bob)
+        assert first.status_code == 201, first.text
+        full = await running.client.post("/endpoints", json={**body, "url": OTHER}, headers=as_bob)
+        deleted = await running.client.delete(f"/endpoints/{first.json()['id']}", headers=as_bob)
+        second = await running.client.post("/endpoints", json=body, headers=as_bob)
+
+    assert full.status_code == 409, full.text
+    assert deleted.status_code == 204, deleted.text
+    assert second.status_code == 201, second.text
+    assert second.json()["id"] != first.json()["id"]
 
 
 async def test_nothing_more_is_sent_to_a_deleted_endpoint(

@@ -342,6 +342,32 @@ async def test_a_write_commits_between_batches_instead_of_waiting_for_the_whole_
     assert longest_wait < took / 4, (longest_wait, took)
 
 
+async def test_a_deleted_endpoint_goes_once_retention_has_pruned_its_deliveries(
+    engine: AsyncEngine, store: Store
+) -> None:
+    async with engine.begin() as conn:
+        old_only, recent_too, live = [await add_endpoint(conn) for _ in range(3)]
+        await add_event(conn, old_only, age=OLD, statuses=FINISHED)
+        await add_event(conn, recent_too, age=OLD, statuses=FINISHED)
+        recent = await add_event(conn, recent_too, age=RECENT, statuses=("cancelled",))
+        await conn.execute(
+            update(Endpoint)
+            .where(Endpoint.id.in_([old_only, recent_too]))
+            .values(deleted_at=utcnow() - RECENT)
+        )
+
+    before = await store.write(prune.deleted_endpoints())
+    await prune.prune(store, before=utcnow() - timedelta(days=30))
+    after = await store.write(prune.deleted_endpoints())
+    async with engine.connect() as conn:
+        left = set((await conn.execute(select(Endpoint.id))).scalars())
+
+    assert (before, after) == (0, 1)
+    # A deleted one with a delivery left stays (its history is readable), a live one always.
+    assert left == {recent_too, live}
+    assert set(await contents(engine)) == {recent}
+
+
 async def test_worker_prunes_old_events_and_expired_idempotency_keys_on_its_own(
     engine: AsyncEngine, store: Store, settings: Settings
 ) -> None:

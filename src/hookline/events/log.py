@@ -63,9 +63,11 @@ _WITH_ATTEMPTS = sql(
     f"SELECT {_DELIVERY_COLUMNS}, {_ATTEMPT_COLUMNS} FROM {_DELIVERY_TABLES}"
     " LEFT JOIN attempts a ON a.delivery_id = d.id WHERE d.id = :id ORDER BY a.number"
 )
-_ENDPOINT_ENABLED = sql("SELECT enabled, owner_id FROM endpoints WHERE id = :id")
+_ENDPOINT_ENABLED = sql(
+    "SELECT enabled, owner_id FROM endpoints WHERE id = :id AND deleted_at IS NULL"
+)
 _DELIVERY_ENDPOINT = sql(
-    "SELECT d.endpoint_id, e.enabled, e.owner_id FROM deliveries d"
+    "SELECT d.endpoint_id, e.enabled, e.owner_id, e.deleted_at IS NOT NULL FROM deliveries d"
     " JOIN endpoints e ON e.id = d.endpoint_id WHERE d.id = :id"
 )
 
@@ -194,6 +196,8 @@ def retry(*, delivery_id: str, scope: Scope = None) -> Unit[DeliveryDetail]:
     found = yield units.one(_DELIVERY_ENDPOINT, {"id": delivery_id})
     if found is None or not _visible(found[2], scope):
         raise NotFound(f"Delivery '{delivery_id}' not found")
+    if found[3]:
+        raise Conflict(f"Webhook '{found[0]}' was deleted: nothing more is sent to it")
     _require_enabled(found[0], found[1])
     yield from redelivery.retry_now(delivery_id)
     return (yield from get_delivery(delivery_id=delivery_id))

@@ -190,7 +190,10 @@ def claim(
 # worker that stalls (a busy CPU) can send late all at once: rate * horizon attempts at most.
 PACE_HORIZON = 0.25
 
-_PACED_IDS = sql("SELECT id FROM endpoints WHERE rate_limit IS NOT NULL OR ordered")
+# A deleted one has nothing pending: no claim need pass over it.
+_PACED_IDS = sql(
+    "SELECT id FROM endpoints WHERE (rate_limit IS NOT NULL OR ordered) AND deleted_at IS NULL"
+)
 # The paced endpoints with due work, locked on PostgreSQL so that one claim at a time moves an
 # endpoint's pace (another claim skips it meanwhile).
 _PACED_DUE = (

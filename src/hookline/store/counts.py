@@ -26,8 +26,8 @@ _QUEUE = sql(
     "  AND lease_until > {now}),"
     " (SELECT next_attempt_at FROM deliveries WHERE status = 'pending'"
     "  AND next_attempt_at <= {now} ORDER BY next_attempt_at LIMIT 1),"
-    " (SELECT count(*) FROM endpoints WHERE enabled = TRUE),"
-    " (SELECT count(*) FROM endpoints WHERE enabled = FALSE),"
+    " (SELECT count(*) FROM endpoints WHERE enabled = TRUE AND deleted_at IS NULL),"
+    " (SELECT count(*) FROM endpoints WHERE enabled = FALSE AND deleted_at IS NULL),"
     " (SELECT count(*) FROM events),"
     " {now}"  # the clock that judged what is due: the database's, on PostgreSQL
 )

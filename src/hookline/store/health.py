@@ -19,7 +19,7 @@ WEBHOOK_DISABLED = "webhook_disabled"
 
 _DISABLE = sql(
     "UPDATE endpoints SET enabled = FALSE, disabled_reason = :reason, disabled_at = :now"
-    " WHERE id {in:ids} AND enabled = TRUE RETURNING id, url, owner_id"
+    " WHERE id {in:ids} AND enabled = TRUE AND deleted_at IS NULL RETURNING id, url, owner_id"
 )
 _ENABLE = sql(
     "UPDATE endpoints SET enabled = TRUE, disabled_reason = NULL, disabled_at = NULL,"

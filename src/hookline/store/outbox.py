@@ -29,7 +29,8 @@ _ADD_DELIVERY = sql(
 _SUBSCRIBERS = sql(
     "SELECT e.id, e.filter FROM endpoints e"
     " WHERE e.id IN (SELECT s.endpoint_id FROM subscriptions s WHERE s.event IN (:event, '*'))"
-    " AND e.enabled = TRUE AND (e.owner_id IS NULL OR e.owner_id = :user_id)"
+    " AND e.enabled = TRUE AND e.deleted_at IS NULL"
+    " AND (e.owner_id IS NULL OR e.owner_id = :user_id)"
 )
 
 

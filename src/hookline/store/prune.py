@@ -1,5 +1,5 @@
-"""Retention: prune events past the retention period with their deliveries and attempts, and
-expired idempotency keys.
+"""Retention: prune events past the retention period with their deliveries and attempts,
+deleted endpoints once none of their deliveries is left, and expired idempotency keys.
 
 Each batch is its own short transaction: on SQLite every transaction holds the one write lock,
 so one long prune would stall the worker's claims and result flushes until it ended.
@@ -45,6 +45,12 @@ _DELETE_ATTEMPTS = sql(
 _DELETE_DELIVERIES = sql("DELETE FROM deliveries WHERE event_id {in:ids}")
 _DELETE_EVENTS = sql("DELETE FROM events WHERE id {in:ids}")
 _DELETE_KEYS = sql("DELETE FROM idempotency_keys WHERE created_at < :before")
+# Nothing adds a delivery to a deleted endpoint (it has no subscriptions, and no route reaches
+# it), so one with none left stays without.
+_DELETE_ENDPOINTS = sql(
+    "DELETE FROM endpoints WHERE deleted_at IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = endpoints.id)"
+)
 
 
 def prune_batch(*, before: datetime, batch_size: int) -> Unit[int]:
@@ -92,6 +98,12 @@ async def prune(
 def cutoff(retention_days: int, now: datetime) -> datetime:
     """The creation time before which events are pruned."""
     return now - timedelta(days=retention_days)
+
+
+def deleted_endpoints() -> Unit[int]:
+    """Delete the rows of deleted endpoints whose deliveries have all been pruned; how many."""
+    deleted: int = yield units.execute(_DELETE_ENDPOINTS)
+    return deleted
 
 
 def idempotency_keys(*, before: datetime) -> Unit[int]:

@@ -2,7 +2,8 @@
 their rotation, ping.
 
 Every unit takes the caller's `scope`: None for the admin, who sees every endpoint, or a user's
-id: a user sees only its own, and another's is 404, as if it did not exist.
+id: a user sees only its own, and another's is 404, as if it did not exist. A deleted endpoint
+(`deleted_at`) is 404 to everyone, as if it did not exist; its deliveries stay readable.
 """
 
 import logging
@@ -21,7 +22,7 @@ from hookline.events.schemas import AttemptOut
 from hookline.ids import new_id
 from hookline.models import utcnow
 from hookline.secretbox import SecretBox
-from hookline.store import Store, counts, health, units
+from hookline.store import Store, counts, health, redelivery, units
 from hookline.store.sql import js, pick, sql, ts, ts_required, variants
 from hookline.store.units import Unit
 from hookline.webhooks import headers as custom_headers
@@ -50,8 +51,8 @@ _COLUMNS = (
     " e.failing_since, e.created_at, e.owner_id, u.username, e.filter, e.rate_limit, e.ordered"
 )
 _TABLES = "endpoints e LEFT JOIN users u ON u.id = e.owner_id"
-_ENDPOINT = sql(f"SELECT {_COLUMNS} FROM {_TABLES} WHERE e.id = :id")
-_OWNER = sql("SELECT owner_id FROM endpoints WHERE id = :id")
+_ENDPOINT = sql(f"SELECT {_COLUMNS} FROM {_TABLES} WHERE e.id = :id AND e.deleted_at IS NULL")
+_OWNER = sql("SELECT owner_id FROM endpoints WHERE id = :id AND deleted_at IS NULL")
 _EVENTS_OF_MANY = sql(
     "SELECT endpoint_id, event FROM subscriptions WHERE endpoint_id {in:ids} ORDER BY event"
 )
@@ -61,7 +62,7 @@ _LOCK_OWNER = sql(
     "SELECT id FROM users WHERE id = :id",
     postgres="SELECT id FROM users WHERE id = :id FOR UPDATE",
 )
-_OWNED = sql("SELECT count(*) FROM endpoints WHERE owner_id = :owner_id")
+_OWNED = sql("SELECT count(*) FROM endpoints WHERE owner_id = :owner_id AND deleted_at IS NULL")
 _USER_ID = sql("SELECT id FROM users WHERE username = :username")
 _ADD = sql(
     "INSERT INTO endpoints (id, url, owner_id, description, secret, headers, filter, rate_limit,"
@@ -75,6 +76,7 @@ _SET_ORDERED = sql("UPDATE endpoints SET ordered = :ordered WHERE id = :id")
 _LIST = variants(
     f"SELECT {_COLUMNS} FROM {_TABLES}",
     "ORDER BY e.id DESC LIMIT :limit",
+    always=["e.deleted_at IS NULL"],
     optional={
         "owner_id": "e.owner_id = :owner_id",
         "enabled": "e.enabled = :enabled",
@@ -91,18 +93,23 @@ _UNSUBSCRIBE = sql("DELETE FROM subscriptions WHERE endpoint_id = :id AND event 
 _SUBSCRIBE = sql(
     "INSERT INTO subscriptions (endpoint_id, event) VALUES (:id, :event) ON CONFLICT DO NOTHING"
 )
-# Its subscriptions, deliveries and their attempts go with it (ON DELETE CASCADE): an attempt in
-# flight finishes, but its result is dropped.
-_REMOVE = sql("DELETE FROM endpoints WHERE id = :id RETURNING id")
-_SECRET = sql("SELECT secret FROM endpoints WHERE id = :id")
+# Kept, hidden, for its deliveries' sake (retention removes it once they are pruned); its
+# secrets go at once, and its URL is free again (the unique indexes leave deleted rows out).
+_REMOVE = sql(
+    "UPDATE endpoints SET deleted_at = {now}, secret = '', old_secret = NULL,"
+    " old_secret_until = NULL WHERE id = :id AND deleted_at IS NULL RETURNING id"
+)
+_UNSUBSCRIBE_ALL = sql("DELETE FROM subscriptions WHERE endpoint_id = :id")
+_SECRET = sql("SELECT secret FROM endpoints WHERE id = :id AND deleted_at IS NULL")
 # SET reads the row as it was: the present secret becomes the old one.
 # A second rotation inside the overlap would drop the first secret at once, while receivers
 # were promised 24 hours with it: refused until the overlap has passed.
 _ROTATE = sql(
     "UPDATE endpoints SET old_secret = secret, secret = :secret, old_secret_until = :until"
-    " WHERE id = :id AND (old_secret_until IS NULL OR old_secret_until <= {now}) RETURNING id"
+    " WHERE id = :id AND deleted_at IS NULL"
+    " AND (old_secret_until IS NULL OR old_secret_until <= {now}) RETURNING id"
 )
-_OVERLAP_UNTIL = sql("SELECT old_secret_until FROM endpoints WHERE id = :id")
+_OVERLAP_UNTIL = sql("SELECT old_secret_until FROM endpoints WHERE id = :id AND deleted_at IS NULL")
 
 
 def _not_found(endpoint_id: str) -> NotFound:
@@ -392,10 +399,17 @@ def _change_events(endpoint_id: str, names: list[str]) -> Unit[None]:
 
 
 def remove(*, endpoint_id: str, scope: Scope = None) -> Unit[None]:
-    """Delete the endpoint with its subscriptions, deliveries and their attempts."""
+    """Delete the endpoint: nothing more is sent to it (its pending deliveries are cancelled,
+    its subscriptions removed), and every endpoint route answers 404 for it; its deliveries,
+    their attempts and their events stay readable until retention prunes them.
+
+    An attempt in flight finishes and is recorded; its delivery stays cancelled.
+    """
     yield from require_visible(endpoint_id, scope)
     if (yield units.value(_REMOVE, {"id": endpoint_id})) is None:
         raise _not_found(endpoint_id)
+    yield units.execute(_UNSUBSCRIBE_ALL, {"id": endpoint_id})
+    yield from redelivery.cancel([endpoint_id])
 
 
 def secret(*, box: SecretBox, endpoint_id: str, scope: Scope = None) -> Unit[str]:

@@ -24,8 +24,9 @@ _TARGET_COLUMNS = "id, url, secret, old_secret, old_secret_until, headers"
 # POST /ping is the admin's: the admin's endpoints (one per URL).
 _TARGETS = sql(
     f"SELECT {_TARGET_COLUMNS} FROM endpoints WHERE url {{in:urls}} AND owner_id IS NULL"
+    " AND deleted_at IS NULL"
 )
-_TARGET = sql(f"SELECT {_TARGET_COLUMNS} FROM endpoints WHERE id = :id")
+_TARGET = sql(f"SELECT {_TARGET_COLUMNS} FROM endpoints WHERE id = :id AND deleted_at IS NULL")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,12 @@ from hookline.store import Store, units
 from hookline.store.sql import sql
 from hookline.store.units import Unit
 
+# A deleted endpoint's secrets are gone (endpoints.py): only the others are sealed.
 _NEWEST_SEALED = sql(
-    "SELECT secret FROM endpoints WHERE secret LIKE 'fernet:%' ORDER BY id DESC LIMIT 1"
+    "SELECT secret FROM endpoints WHERE secret LIKE 'fernet:%' AND deleted_at IS NULL"
+    " ORDER BY id DESC LIMIT 1"
 )
-_ALL = sql("SELECT id, secret, old_secret FROM endpoints ORDER BY id")
+_ALL = sql("SELECT id, secret, old_secret FROM endpoints WHERE deleted_at IS NULL ORDER BY id")
 _SET = sql("UPDATE endpoints SET secret = :secret, old_secret = :old_secret WHERE id = :id")
 
 assert SEALED_PREFIX == "fernet:"  # the LIKE pattern above spells it out

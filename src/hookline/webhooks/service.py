@@ -27,21 +27,22 @@ _ADD_ENDPOINT = sql(
     "INSERT INTO endpoints (id, url, secret, enabled, ordered, created_at)"
     " VALUES (:id, :url, :secret, TRUE, FALSE, :created_at) ON CONFLICT DO NOTHING RETURNING id"
 )
-_ENDPOINT_BY_URL = sql("SELECT id, secret FROM endpoints WHERE url = :url AND owner_id IS NULL")
+_ADMINS = "owner_id IS NULL AND deleted_at IS NULL"  # the admin's endpoints (not deleted)
+_ENDPOINT_BY_URL = sql(f"SELECT id, secret FROM endpoints WHERE url = :url AND {_ADMINS}")
 _SUBSCRIBE = sql(
     "INSERT INTO subscriptions (endpoint_id, event) VALUES (:endpoint_id, :event)"
     " ON CONFLICT DO NOTHING RETURNING id"
 )
 _UNSUBSCRIBE = sql(
     "DELETE FROM subscriptions WHERE event = :event AND endpoint_id ="
-    " (SELECT id FROM endpoints WHERE url = :url AND owner_id IS NULL) RETURNING endpoint_id"
+    f" (SELECT id FROM endpoints WHERE url = :url AND {_ADMINS}) RETURNING endpoint_id"
 )
 _EVENTS_OF = sql("SELECT event FROM subscriptions WHERE endpoint_id = :endpoint_id")
 _LISTING = sql(
     "SELECT s.event, e.url FROM subscriptions s JOIN endpoints e ON e.id = s.endpoint_id"
-    " WHERE e.owner_id IS NULL ORDER BY s.event, e.created_at, e.id"
+    " WHERE e.owner_id IS NULL AND e.deleted_at IS NULL ORDER BY s.event, e.created_at, e.id"
 )
-_SECRET = sql("SELECT secret FROM endpoints WHERE id = :id")
+_SECRET = sql("SELECT secret FROM endpoints WHERE id = :id AND deleted_at IS NULL")
 
 
 async def registration(
