@@ -20,7 +20,8 @@ Scope = str | None
 _TROUBLED = variants(
     "SELECT id, url, enabled, disabled_reason, failing_since FROM endpoints",
     "ORDER BY enabled, failing_since, id LIMIT :limit",
-    always=["(failing_since IS NOT NULL OR enabled = FALSE)"],
+    # A deleted endpoint (DELETE keeps its row for its deliveries' sake) is gone from view.
+    always=["(failing_since IS NOT NULL OR enabled = FALSE)", "deleted_at IS NULL"],
     optional={"owner_id": "owner_id = :owner_id"},
 )
 
