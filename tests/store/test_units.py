@@ -5,6 +5,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from hookline.config import Settings
@@ -204,3 +205,29 @@ async def test_a_closed_store_refuses_work(store: Store) -> None:
         await store.write(add_user("late"))
     with pytest.raises(StoreUnavailable):
         await store.read(usernames())
+
+
+# A COMMIT whose answer is lost (PostgreSQL restarting, a connection cut): the store asks the
+# server what became of the transaction instead of answering "nothing was written".
+
+
+async def test_the_store_tells_a_committed_transaction_from_an_aborted_one(
+    empty_postgres: str,
+) -> None:
+    from hookline.store.postgres import PostgresBackend
+
+    backend = PostgresBackend(empty_postgres, 2, lambda: None)
+    conn = await asyncpg.connect(empty_postgres)
+    try:
+        async with conn.transaction():
+            committed = await conn.fetchval("SELECT txid_current()")
+        transaction = conn.transaction()
+        await transaction.start()
+        aborted = await conn.fetchval("SELECT txid_current()")
+        await transaction.rollback()
+    finally:
+        await conn.close()
+
+    assert await backend._committed(committed) is True
+    assert await backend._committed(aborted) is False
+    await backend.close()

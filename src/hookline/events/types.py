@@ -130,6 +130,8 @@ def find(name: str) -> Unit[EventTypeOut | None]:
     name = canonical(name)
     if name in BUILTIN:
         return BUILTIN[name]
+    if "\x00" in name or len(name) > 64:  # no type has such a name (PostgreSQL refuses NUL)
+        return None
     row = yield units.one(_ONE, {"name": name})
     return None if row is None else _out(row)
 

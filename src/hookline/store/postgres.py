@@ -17,6 +17,11 @@ T = TypeVar("T")
 
 NOTIFY_CHANNEL = "hookline_wake"
 _NOTIFY = f"NOTIFY {NOTIFY_CHANNEL}"
+# The transaction's id, read before COMMIT, to tell afterwards whether a COMMIT whose answer was
+# lost (the connection dropped) took effect.
+_XID = "SELECT txid_current()"
+_XID_STATUS = "SELECT txid_status($1)"
+IN_DOUBT_SECONDS = 5.0
 
 # What asyncpg raises while PostgreSQL is down, starts, stops or drops a connection.
 _OUTAGES: tuple[type[BaseException], ...] = (
@@ -81,20 +86,50 @@ class PostgresBackend:
 
     async def write(self, unit: Unit[T]) -> T:
         pool = await self._connection_pool()
+        xid: int | None = None
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                result, woken = await _drive(conn, unit)
-                if woken:
-                    await conn.execute(_NOTIFY)  # delivered at commit, to every process
+            async with pool.acquire() as conn:
+                transaction = conn.transaction()
+                await transaction.start()
+                try:
+                    result, woken = await _drive(conn, unit)
+                    if woken:
+                        await conn.execute(_NOTIFY)  # delivered at commit, to every process
+                    xid = await conn.fetchval(_XID)
+                except BaseException:
+                    if not conn.is_closed():
+                        await transaction.rollback()
+                    raise
+                await transaction.commit()
         except asyncpg.IntegrityConstraintViolationError as exc:  # a deferred check, at COMMIT
             raise IntegrityError(str(exc)) from exc
         except BaseException as exc:
-            if _unavailable(exc):
+            if not _unavailable(exc):
+                raise
+            # The connection went while COMMIT was on its way: the server may have committed.
+            # Ask it (once it answers again) rather than answer "nothing was written" wrongly.
+            if xid is None or not await self._committed(xid):
                 raise StoreUnavailable(str(exc)) from exc
-            raise
         if woken:
             self._on_wake()
         return result
+
+    async def _committed(self, xid: int) -> bool:
+        """Whether transaction `xid` committed, asked on a new connection for a few seconds
+        (a restarting server answers within them); False when it cannot be told."""
+        deadline = asyncio.get_running_loop().time() + IN_DOUBT_SECONDS
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=1)
+                try:
+                    status = await conn.fetchval(_XID_STATUS, xid)
+                finally:
+                    await conn.close()
+                return bool(status == "committed")
+            except BaseException as exc:
+                if not _unavailable(exc) or asyncio.get_running_loop().time() > deadline:
+                    return False
+                await asyncio.sleep(0.2)
 
     async def read(self, unit: Unit[T]) -> T:
         pool = await self._connection_pool()
