@@ -37,8 +37,11 @@ lint: $(BIN)/.dev-installed
 	$(BIN)/mypy --strict src
 	$(BIN)/lint-imports
 
+# Most tests wait on sockets and child processes, so three at a time fill two cores; those that
+# restart the shared PostgreSQL or measure timing run alone afterwards.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadfile -m "not serial"
+	$(BIN)/pytest -m serial
 
 format: $(BIN)/.dev-installed
 	$(BIN)/ruff format src tests bench

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.process import ServeProcess, clean_environ, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 ADMIN = "hl_admin_hostile-clients-test-token-0123456789"
 HEADER_TIMEOUT = 1.5

@@ -17,7 +17,7 @@ import pytest
 from tests.support.process import ServeProcess, clean_environ, free_port
 from tests.support.receiver import Receiver
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 ADMIN_TOKEN = "hl_admin_e2e-token-for-paced-delivery-tests"
 RATE = 20.0

@@ -22,7 +22,7 @@ from tests.support.process import ServeProcess, free_port
 from tests.support.receiver import Receiver
 from tests.support.roles import admin_client, fetch, role_env, subscribe, wait_all_succeeded
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 POSTERS = 4
 CLIENT_TIMEOUT = 10.0
