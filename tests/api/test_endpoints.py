@@ -940,13 +940,45 @@ async def test_a_failing_receiver_gets_the_creation_ping_once_and_never_again(
     async with running_app(make_settings(ping_on_create=True), run_worker=True) as running:
         registered = await subscribe(running.client, receiver.url("/broken"))
         await receiver.wait_for(1, path="/broken", timeout=5)
-        await stats_become(running.client, registered["id"], failed=1)
+
+        async def failed() -> list[dict[str, Any]]:
+            found = await deliveries_listed(running.client, registered["id"])
+            return found if found and found[0]["status"] == "failed" else []
+
+        await wait_until(failed, timeout=10, what="the ping failed")
         await asyncio.sleep(RETRIES_WOULD_HAVE_COME)
 
         [delivery] = await deliveries_listed(running.client, registered["id"])
+        endpoint = await endpoint_of(running.client, registered["id"])
 
     assert len(receiver.at("/broken")) == 1
     assert (delivery["event"], delivery["attempts_made"]) == ("ping", 1)
+    # A probe: not among its failed deliveries, its failure clock not started.
+    assert endpoint["stats"] == NO_DELIVERIES
+    assert endpoint["failing_since"] is None
+
+
+@pytest.mark.parametrize("answered", [500, 200])
+async def test_pings_by_hand_count_neither_in_the_stats_nor_on_the_failure_clock(
+    settings: Settings, receiver: Receiver, answered: int
+) -> None:
+    receiver.script("/hook", [answered])
+    async with running_app(settings, run_worker=True) as running:
+        registered = await subscribe(running.client, receiver.url("/hook"))
+        await register_user(running.client, "alice")
+        await stats_become(
+            running.client, registered["id"], **{"succeeded" if answered == 200 else "failed": 1}
+        )
+        before = await endpoint_of(running.client, registered["id"])
+        await running.client.post("/ping")  # to every URL: this one too
+        await ping(running.client, registered["id"])
+
+        after = await endpoint_of(running.client, registered["id"])
+        listed = await deliveries_listed(running.client, registered["id"])
+
+    assert [d["event"] for d in listed] == ["ping", "ping", "user_registered"]
+    assert after["stats"] == before["stats"]
+    assert after["failing_since"] == before["failing_since"]
 
 
 async def test_no_ping_is_sent_on_creation_when_ping_on_create_is_off(

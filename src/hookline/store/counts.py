@@ -32,8 +32,11 @@ _QUEUE = sql(
     " {now}"  # the clock that judged what is due: the database's, on PostgreSQL
 )
 _QUEUE_STATUSES = (Status.PENDING, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+# Pings are probes (CONTRACT §7): they count neither toward an endpoint's failure clock nor
+# among its deliveries.
 _BY_STATUS = sql(
-    "SELECT status, count(*) FROM deliveries WHERE endpoint_id = :endpoint_id GROUP BY status"
+    "SELECT d.status, count(*) FROM deliveries d JOIN events v ON v.id = d.event_id"
+    " WHERE d.endpoint_id = :endpoint_id AND v.event <> 'ping' GROUP BY d.status"
 )
 
 
@@ -70,6 +73,7 @@ def queue() -> Unit[Queue]:
 
 
 def by_status(endpoint_id: str) -> Unit[dict[Status, int]]:
-    """The endpoint's deliveries counted by status (the statuses it has none of left out)."""
+    """The endpoint's deliveries counted by status, pings left out (and the statuses it has
+    none of)."""
     found = yield units.rows(_BY_STATUS, {"endpoint_id": endpoint_id})
     return {Status(row[0]): int(row[1]) for row in found}
