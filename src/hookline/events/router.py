@@ -113,13 +113,14 @@ async def list_deliveries(
 
 @router.get("/deliveries/{delivery_id}", responses={404: {"description": "No such delivery"}})
 async def get_delivery(delivery_id: Id, store: StoreDep, caller: CallerDep) -> DeliveryDetail:
-    """One delivery with every attempt: status code, the first 4 KiB of the answer, error."""
+    """One delivery with every attempt: its trigger, the request headers as sent, the status
+    code, the answer's headers and first 4 KiB, the error."""
     return await store.read(log.get_delivery(delivery_id=delivery_id, scope=caller.scope))
 
 
 _RETRY_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such delivery"},
-    409: {"description": "Its endpoint is disabled"},
+    409: {"description": "Its endpoint is disabled, or deleted"},
 }
 
 

@@ -125,7 +125,8 @@ def _remembered_creation(created: EndpointCreated) -> dict[str, Any]:
 
 @by_id.get("", responses=_404)
 async def get_endpoint(endpoint_id: EndpointId, store: StoreDep, caller: CallerDep) -> EndpointOut:
-    """The endpoint, its events and delivery counts by status; never its secret."""
+    """The endpoint, its events and delivery counts by status (pings left out: they are
+    probes); never its secret."""
     return await store.read(endpoints.get(endpoint_id=endpoint_id, scope=caller.scope))
 
 
@@ -156,7 +157,10 @@ async def update_endpoint(
 
 @by_id.delete("", status_code=status.HTTP_204_NO_CONTENT, responses=_404)
 async def delete_endpoint(endpoint_id: EndpointId, store: StoreDep, caller: CallerDep) -> Response:
-    """Remove the endpoint: nothing more is sent to it, its deliveries go with it."""
+    """Remove the endpoint: nothing more is sent to it (its pending deliveries are cancelled)
+    and every route by its id is `404`; its deliveries and their attempts stay readable
+    (`GET /deliveries/{id}`, `GET /deliveries?endpoint_id=`, `GET /events/{id}`) until
+    retention prunes them. Its URL may be used again."""
     await store.write(endpoints.remove(endpoint_id=endpoint_id, scope=caller.scope))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
