@@ -425,6 +425,10 @@ DASHBOARD = [
         )
         for action in ("settings", "enabled", "secret", "secret/rotate", "ping", "recover")
     ),
+    ("GET", "/dashboard/events", "/dashboard/events"),
+    ("GET", "/dashboard/events/{event_id}", "/dashboard/events/{event}"),
+    ("GET", "/dashboard/deliveries/{delivery_id}", "/dashboard/deliveries/{delivery}"),
+    ("POST", "/dashboard/deliveries/{delivery_id}/retry", "/dashboard/deliveries/{delivery}/retry"),
     ("GET", "/dashboard/{rest:path}", "/dashboard/no-such-page"),
 ]
 

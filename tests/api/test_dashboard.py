@@ -609,3 +609,126 @@ async def test_a_user_can_do_nothing_to_another_users_endpoint(api, users):
             assert "whsec_" not in response.text and "bobs-own" not in response.text
 
     assert await database_rows(api) == before
+
+
+# -- events and deliveries ------------------------------------------------------------------
+
+
+async def delivery_of(api: RunningApp, endpoint_id: str) -> dict[str, Any]:
+    found = (await api.client.get(f"/endpoints/{endpoint_id}/deliveries")).json()["data"]
+    assert found, "no delivery"
+    delivery: dict[str, Any] = found[0]
+    return delivery
+
+
+async def test_the_event_log_is_the_admins_and_filters_by_type(api, users):
+    await api.client.post("/event-types", json={"name": "order.paid"})
+    sent = await api.client.post("/events", json={"event": "order.paid", "data": {"n": 7}})
+    assert sent.status_code == 201, sent.text
+    async with signed_in(api, admin_token(api)) as client:
+        every = await client.get("/dashboard/events")
+        paid = await client.get("/dashboard/events", params={"event": "order.paid"})
+        unknown = await client.get("/dashboard/events", params={"event": "nope"})
+    async with signed_in(api, users.alice) as client:
+        refused = await client.get("/dashboard/events")
+
+    assert every.status_code == 200
+    assert every.text.count('href="/dashboard/events/evt_') == 3  # two users and the order
+    assert paid.text.count('href="/dashboard/events/evt_') == 1 and "{&#34;n&#34;:7}" in paid.text
+    assert unknown.status_code == 404
+    assert refused.status_code == 403 and "evt_" not in refused.text
+
+
+async def test_a_user_sees_an_event_through_its_own_deliveries_only(api, users):
+    alices = await endpoint_of(api, users.alice, f"{CLOSED}/alice", events=["*"])
+    bobs = await endpoint_of(api, users.bob, f"{CLOSED}/bob", events=["*"])
+    await api.client.post("/event-types", json={"name": "order.paid"})
+    sent = await api.client.post(
+        "/events", json={"event": "order.paid", "data": {"for": "alice"}, "user": "alice"}
+    )
+    event_id = sent.json()["id"]
+    async with signed_in(api, users.alice) as client:
+        own = await client.get(f"/dashboard/events/{event_id}")
+    async with signed_in(api, users.bob) as client:
+        other = await client.get(f"/dashboard/events/{event_id}")
+        delivery = await client.get(
+            f"/dashboard/deliveries/{(await delivery_of(api, alices))['id']}"
+        )
+
+    assert own.status_code == 200 and alices in own.text and bobs not in own.text
+    assert "&#34;for&#34;: &#34;alice&#34;" in own.text
+    assert other.status_code == 404 and "alice" not in other.text.replace("sign", "")
+    assert delivery.status_code == 404
+
+
+async def test_a_ping_opens_its_delivery_with_the_attempt(api, receiver):
+    receiver.script("/pinged", [200], body="pong from the receiver")
+    endpoint_id = await endpoint_of(
+        api, None, receiver.url("/pinged"), headers={"X-Team": "payments"}
+    )
+    async with signed_in(api, admin_token(api)) as client:
+        pinged = await post_form(client, f"/dashboard/endpoints/{endpoint_id}/ping")
+        page = await client.get(pinged.headers["location"])
+
+    assert pinged.status_code == 303 and "/dashboard/deliveries/dlv_" in pinged.headers["location"]
+    assert page.status_code == 200
+    assert "Ping sent: its attempt is below." in page.text
+    assert "pong from the receiver" in page.text
+    assert 'data-testid="response-status">200<' in page.text
+    assert "X-Team" in page.text and "webhook-id" in page.text
+    assert receiver.at("/pinged")[0].headers["webhook-id"] in page.text
+
+
+async def test_a_retry_makes_the_delivery_due_again(api, users):
+    endpoint_id = await endpoint_of(api, users.alice, f"{CLOSED}/retried", events=["*"])
+    await api.client.post("/event-types", json={"name": "order.paid"})
+    sent = await api.client.post(
+        "/events", json={"event": "order.paid", "data": {}, "user": "alice"}
+    )
+    assert sent.status_code == 201, sent.text
+    delivery = await delivery_of(api, endpoint_id)
+    async with api.app.state.test_db.sessions.begin() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery["id"])
+            .values(status="failed", next_attempt_at=None, finished_at=utcnow())
+        )
+    async with signed_in(api, users.bob) as client:
+        before = await database_rows(api)
+        others = await post_form(client, f"/dashboard/deliveries/{delivery['id']}/retry")
+        assert others.status_code == 404
+        assert await database_rows(api) == before
+    async with signed_in(api, users.alice) as client:
+        forged = await client.post(f"/dashboard/deliveries/{delivery['id']}/retry", data={})
+        assert forged.status_code == 403
+        assert await database_rows(api) == before
+        retried = await post_form(client, f"/dashboard/deliveries/{delivery['id']}/retry")
+        page = await client.get(retried.headers["location"])
+
+    assert retried.status_code == 303
+    assert (await api.client.get(f"/deliveries/{delivery['id']}")).json()["status"] == "pending"
+    assert "The delivery is due again" in page.text
+    assert 'hx-trigger="every 2s"' in page.text  # pending: the page follows its attempts
+
+
+async def test_a_retry_to_a_disabled_endpoint_says_to_enable_it(api):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/off")
+    await register(api, "carol")
+    delivery = await delivery_of(api, endpoint_id)
+    await api.client.patch(f"/endpoints/{endpoint_id}", json={"enabled": False})
+    async with signed_in(api, admin_token(api)) as client:
+        response = await post_form(client, f"/dashboard/deliveries/{delivery['id']}/retry")
+
+    assert response.status_code == 409 and "disabled" in response.text
+
+
+async def test_a_deleted_endpoints_delivery_stays_readable(api, receiver):
+    endpoint_id = await endpoint_of(api, None, receiver.url("/gone"))
+    async with signed_in(api, admin_token(api)) as client:
+        pinged = await post_form(client, f"/dashboard/endpoints/{endpoint_id}/ping")
+        assert (await api.client.delete(f"/endpoints/{endpoint_id}")).status_code == 204
+        page = await client.get(pinged.headers["location"])
+        endpoint_page = await client.get(f"/dashboard/endpoints/{endpoint_id}")
+
+    assert page.status_code == 200 and "(deleted)" in page.text
+    assert endpoint_page.status_code == 404

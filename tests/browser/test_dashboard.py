@@ -9,9 +9,10 @@ browser, the pages and their offline guard are the folder's (conftest.py).
 import asyncio
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -257,3 +258,151 @@ def test_the_admin_creates_an_endpoint_sees_a_delivery_and_manages_the_endpoint(
     expect(page.get_by_test_id("endpoints").locator("tbody tr")).to_have_count(1)
     assert offline.blocked == []
     assert offline.errors == []
+
+
+def endpoint_via_api(api: httpx.Client, url: str, token: str | None = None, **fields: Any) -> str:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    body = {"url": url, "events": ["user_registered"], **fields}
+    response = api.post("/endpoints", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    endpoint_id: str = response.json()["id"]
+    return endpoint_id
+
+
+def wait_for_status(api: httpx.Client, endpoint_id: str, status: str, count: int = 1) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stats = api.get(f"/endpoints/{endpoint_id}").json()["stats"]
+        if stats[status] >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {count} {status} deliveries within 10 s: {stats}")
+
+
+# -- deliveries -----------------------------------------------------------------------------
+
+
+def test_a_failed_delivery_its_attempts_a_retry_and_a_recovered_window(
+    page: Page,
+    hookline_server: Server,
+    offline: Offline,
+    receiver: BackgroundReceiver,
+    api: httpx.Client,
+) -> None:
+    receiver.script("/flaky", [500])  # until told otherwise
+    endpoint_id = endpoint_via_api(api, receiver.url("/flaky"))
+    register_user(api, "second-customer")
+    wait_for_status(api, endpoint_id, "failed")  # two attempts: the first and one retry
+    sign_in(page, hookline_server.admin_token, start=f"/dashboard/endpoints/{endpoint_id}")
+
+    page.locator("#deliveries tbody tr a").first.click()
+
+    expect(page.get_by_test_id("status")).to_have_text("failed")
+    attempts = page.get_by_test_id("attempt")
+    expect(attempts).to_have_count(2)
+    expect(attempts.first.get_by_test_id("response-status")).to_have_text("500")
+    expect(attempts.first.get_by_test_id("response-body")).to_have_text("nope")
+    attempts.first.get_by_text("Request headers").click()
+    expect(attempts.first.get_by_text("webhook-id")).to_be_visible()
+
+    receiver.script("/flaky", [200])
+    page.get_by_role("button", name="Retry").click()
+
+    expect(page.get_by_text("The delivery is due again")).to_be_visible()
+    expect(attempts).to_have_count(3)  # htmx follows the pending delivery
+    expect(page.get_by_test_id("status")).to_have_text("succeeded")
+    expect(attempts.nth(2).get_by_test_id("response-status")).to_have_text("200")
+
+    # A window of failed deliveries, sent again.
+    receiver.script("/flaky", [500])
+    register_user(api, "third-customer")
+    wait_for_status(api, endpoint_id, "failed")
+    receiver.script("/flaky", [200])
+    page.goto(f"/dashboard/endpoints/{endpoint_id}")
+    since = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    page.get_by_label("Since (UTC)").fill(since)
+    page.get_by_role("button", name="Recover").click()
+
+    expect(page.get_by_text("1 failed deliveries of that window are due again.")).to_be_visible()
+    wait_for_status(api, endpoint_id, "succeeded", count=2)
+    expect(page.locator("#deliveries tbody tr").first).to_contain_text("succeeded")
+    assert offline.blocked == []
+    assert offline.errors == []
+
+
+# -- who sees what, and refusals -------------------------------------------------------------
+
+
+def test_a_user_signs_in_and_sees_only_its_own(
+    page: Page, offline: Offline, api: httpx.Client
+) -> None:
+    token = register_user(api, "portal-user")
+    admins = endpoint_via_api(api, "http://127.0.0.1:9/admins-only")
+    endpoint_via_api(api, "http://127.0.0.1:9/portal-users-own", token)
+
+    sign_in(page, token)
+
+    expect(page.get_by_test_id("who")).to_have_text("portal-user")
+    expect(page.get_by_role("heading", name="Queue health")).to_have_count(0)
+    expect(page.get_by_role("link", name="Events", exact=True)).to_have_count(0)
+    page.get_by_role("link", name="Endpoints").click()
+    rows = page.get_by_test_id("endpoints").locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("/portal-users-own")
+    page.goto(f"/dashboard/endpoints/{admins}")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    expect(page.get_by_text("admins-only")).to_have_count(0)
+    page.goto("/dashboard/events")
+    expect(page.get_by_role("heading", name="Refused")).to_be_visible()
+    assert token not in page.content()
+    assert offline.errors == []
+
+
+def test_a_form_posted_without_the_csrf_token_is_refused(
+    page: Page, hookline_server: Server, api: httpx.Client
+) -> None:
+    endpoint_id = endpoint_via_api(api, "http://127.0.0.1:9/csrf")
+    sign_in(page, hookline_server.admin_token, start=f"/dashboard/endpoints/{endpoint_id}")
+    form = page.locator('form[action$="/enabled"]')
+    form.locator('input[name="csrf_token"]').evaluate("field => field.remove()")
+
+    form.get_by_role("button", name="Disable").click()
+
+    expect(page.get_by_role("heading", name="Refused")).to_be_visible()
+    expect(page.get_by_text("did not carry this session's CSRF token")).to_be_visible()
+    assert api.get(f"/endpoints/{endpoint_id}").json()["enabled"] is True
+
+
+def test_reading_works_with_javascript_off(
+    browser: Browser, hookline_server: Server, offline: Offline, api: httpx.Client
+) -> None:
+    endpoint_id = endpoint_via_api(api, "http://127.0.0.1:9/no-script")
+    register_user(api, "no-script-customer")
+    delivery = api.get(f"/endpoints/{endpoint_id}/deliveries").json()["data"][0]
+    page = new_context(browser, hookline_server, offline, java_script_enabled=False)
+    try:
+        sign_in(page, hookline_server.admin_token)  # a plain form post
+        expect(page.get_by_role("heading", name="Queue health")).to_be_visible()
+
+        page.get_by_role("navigation", name="Pages").get_by_role("link", name="Endpoints").click()
+        page.get_by_label("URL contains").fill("no-script")
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("link", name="http://127.0.0.1:9/no-script").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("http://127.0.0.1:9/no-script")
+        expect(page.locator("#deliveries tbody tr")).to_have_count(1)
+
+        page.locator("#deliveries tbody tr a").first.click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text(delivery["id"])
+
+        page.get_by_role("link", name="user_registered").first.click()
+        expect(page.get_by_test_id("data")).to_contain_text("no-script-customer")
+
+        page.get_by_role("navigation", name="Pages").get_by_role("link", name="Events").click()
+        page.get_by_label("Type").select_option("user_registered")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.get_by_test_id("events").locator("tbody tr").first).to_contain_text(
+            "user_registered"
+        )
+    finally:
+        page.context.close()
+    assert offline.blocked == []

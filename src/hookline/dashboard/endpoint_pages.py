@@ -384,8 +384,10 @@ async def rotate_secret(
 async def ping(
     endpoint_id: str, session: SessionDep, _form: FormDep, store: StoreDep, sender: SenderDep
 ) -> Response:
-    await endpoints.ping(store=store, sender=sender, endpoint_id=endpoint_id, scope=session.scope)
-    return redirect(_base(endpoint_id), notice="pinged")
+    sent = await endpoints.ping(
+        store=store, sender=sender, endpoint_id=endpoint_id, scope=session.scope
+    )
+    return redirect(f"{PREFIX}/deliveries/{sent.delivery_id}", notice="pinged")
 
 
 def _utc(text: str, field: str) -> datetime | None:

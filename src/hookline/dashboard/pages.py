@@ -123,7 +123,7 @@ NOTICES = {
     "saved": "Saved.",
     "enabled": "Endpoint enabled.",
     "disabled": "Endpoint disabled: its pending deliveries were cancelled.",
-    "pinged": "Ping sent: its delivery is below.",
+    "pinged": "Ping sent: its attempt is below.",
     "retried": "The delivery is due again: a new attempt follows shortly.",
     "recovered": "{count} failed deliveries of that window are due again.",
     "type-created": "Event type created.",
