@@ -55,6 +55,11 @@ class Worker:
         self._drained = False
         # A database outage is one warning, not a traceback per poll.
         self._trouble = outage.Trouble(log, retry_every=settings.poll_interval)
+        # The slow lane: endpoints whose last attempt timed out (a receiver that hangs, or a
+        # firewall that drops packets) share a few slots, one attempt each at a time, so that
+        # however many hang, the healthy ones keep the rest. An answer takes one out of it.
+        self._slow_lane = max(1, settings.worker_concurrency // 8)
+        self._slow: set[str] = set()
 
     def wake(self) -> None:
         """Look for due deliveries now (called after a commit that published events)."""
@@ -118,16 +123,31 @@ class Worker:
         if free <= 0:
             return False
         busy = [e for e, n in self._per_endpoint.items() if n > self._full_above]
+        slow_in_flight = sum(self._per_endpoint[e] for e in self._slow)
+        lane = min(free, self._slow_lane - slow_in_flight)
         try:
+            # The healthy lane first, without the slow endpoints; then what room the slow lane
+            # has, one attempt per endpoint, skipping the slow ones that have one out already.
             claimed = await self._store.write(
                 claims.claim(
                     owner=self.owner,
                     limit=free,
                     lease_seconds=self._settings.lease_seconds,
                     per_endpoint=self._top_up,
-                    skip_endpoints=busy,
+                    skip_endpoints=[*busy, *self._slow],
                 )
             )
+            if self._slow and lane > 0 and len(claimed) < free:
+                waiting = [e for e in self._slow if self._per_endpoint[e] > 0]
+                claimed += await self._store.write(
+                    claims.claim(
+                        owner=self.owner,
+                        limit=min(lane, free - len(claimed)),
+                        lease_seconds=self._settings.lease_seconds,
+                        per_endpoint=1,
+                        skip_endpoints=[*busy, *waiting, *(c.endpoint_id for c in claimed)],
+                    )
+                )
         except Exception as exc:
             self._trouble.failed("claiming deliveries", exc, "; retrying after the poll interval")
             return False
@@ -177,6 +197,10 @@ class Worker:
                 self._wake.set()
 
     def _settle(self, item: Claimed, outcome: Outcome) -> "Settled":
+        if outcome.error_kind == "timeout":
+            self._slow.add(item.endpoint_id)
+        elif outcome.status_code is not None:
+            self._slow.discard(item.endpoint_id)
         number = item.attempts_made + 1
         decision = policy.decide(outcome, number, self._settings, probe=item.probe)
         finished = Finished(
