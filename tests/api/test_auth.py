@@ -429,6 +429,9 @@ DASHBOARD = [
     ("GET", "/dashboard/events/{event_id}", "/dashboard/events/{event}"),
     ("GET", "/dashboard/deliveries/{delivery_id}", "/dashboard/deliveries/{delivery}"),
     ("POST", "/dashboard/deliveries/{delivery_id}/retry", "/dashboard/deliveries/{delivery}/retry"),
+    ("GET", "/dashboard/event-types", "/dashboard/event-types"),
+    ("POST", "/dashboard/event-types", "/dashboard/event-types"),
+    ("GET", "/dashboard/event-types/{name}", "/dashboard/event-types/user_registered"),
     ("GET", "/dashboard/{rest:path}", "/dashboard/no-such-page"),
 ]
 

@@ -4,6 +4,7 @@ pages; these check each rule where it is decided."""
 
 import base64
 import html
+import json
 import re
 import types
 from collections.abc import AsyncIterator
@@ -732,3 +733,56 @@ async def test_a_deleted_endpoints_delivery_stays_readable(api, receiver):
 
     assert page.status_code == 200 and "(deleted)" in page.text
     assert endpoint_page.status_code == 404
+
+
+# -- event types ----------------------------------------------------------------------------
+
+
+async def test_the_admin_creates_an_event_type_with_a_schema(api):
+    schema = {"type": "object", "properties": {"amount": {"type": "integer"}}}
+    async with signed_in(api, admin_token(api)) as client:
+        created = await post_form(
+            client,
+            "/dashboard/event-types",
+            {"name": "invoice.paid", "description": "Paid.", "schema": json.dumps(schema)},
+        )
+        page = await client.get(created.headers["location"])
+        catalog = await client.get("/dashboard/event-types")
+
+    assert created.status_code == 303, created.text
+    assert created.headers["location"].startswith("/dashboard/event-types/invoice.paid")
+    assert (await api.client.get("/event-types/invoice.paid")).json()["schema"] == schema
+    assert page.status_code == 200 and "&#34;amount&#34;" in page.text
+    assert "invoice.paid" in catalog.text and "user_registered" in catalog.text
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        pytest.param({"name": "Bad Name"}, "name", id="a bad name"),
+        pytest.param({"name": "user_registered"}, "already exists", id="a built-in name"),
+        pytest.param({"name": "x.y", "schema": "{"}, "schema: not JSON", id="not JSON"),
+        pytest.param({"name": "x.y", "schema": '{"type": 5}'}, "Invalid JSON Schema", id="schema"),
+    ],
+)
+async def test_a_wrong_event_type_says_why_and_creates_nothing(api, fields, says):
+    async with signed_in(api, admin_token(api)) as client:
+        before = await database_rows(api)
+        response = await post_form(client, "/dashboard/event-types", fields)
+
+    assert response.status_code in (409, 422), response.text
+    assert says in html.unescape(response.text)
+    assert await database_rows(api) == before
+
+
+async def test_a_user_reads_the_catalog_but_defines_no_type(api, users):
+    async with signed_in(api, users.alice) as client:
+        catalog = await client.get("/dashboard/event-types")
+        one = await client.get("/dashboard/event-types/user_registered")
+        before = await database_rows(api)
+        refused = await post_form(client, "/dashboard/event-types", {"name": "mine"})
+
+    assert catalog.status_code == 200 and "Create an event type" not in catalog.text
+    assert one.status_code == 200 and "registered_at" in one.text
+    assert refused.status_code == 403
+    assert await database_rows(api) == before

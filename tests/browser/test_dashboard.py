@@ -406,3 +406,24 @@ def test_reading_works_with_javascript_off(
     finally:
         page.context.close()
     assert offline.blocked == []
+
+
+# -- event types ----------------------------------------------------------------------------
+
+
+def test_the_admin_defines_an_event_type_and_reads_its_schema(
+    page: Page, hookline_server: Server, offline: Offline
+) -> None:
+    sign_in(page, hookline_server.admin_token, start="/dashboard/event-types")
+    page.get_by_text("Create an event type").click()
+    page.get_by_label("Name").fill("invoice.paid")
+    page.get_by_label("Schema").fill('{"type": "object", "required": ["amount"]}')
+    page.get_by_role("button", name="Create type").click()
+
+    expect(page.get_by_text("Event type created.")).to_be_visible()
+    expect(page.get_by_test_id("schema")).to_contain_text('"required": [')
+    page.get_by_role("link", name="Event types").first.click()
+    expect(page.get_by_role("link", name="invoice.paid")).to_be_visible()
+    page.get_by_role("link", name="user_registered").click()
+    expect(page.get_by_test_id("schema")).to_contain_text("registered_at")
+    assert offline.errors == []

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from hookline.api.deps import StoreDep
-from hookline.dashboard import endpoint_pages, log_pages
+from hookline.dashboard import endpoint_pages, log_pages, type_pages
 from hookline.dashboard import session as sessions
 from hookline.dashboard.pages import (
     ASSETS,
@@ -133,6 +133,7 @@ async def overview(request: Request, session: SessionDep, store: StoreDep) -> Re
 
 router.include_router(endpoint_pages.router)
 router.include_router(log_pages.router)
+router.include_router(type_pages.router)
 
 
 # Last: any other dashboard path is the sign-in page without a session, a 404 page with one.
