@@ -154,13 +154,24 @@ def _summary(row: Sequence[Any], events: list[str]) -> dict[str, Any]:
 
 
 def get(*, endpoint_id: str, scope: Scope = None) -> Unit[EndpointOut]:
-    endpoint = yield from _load(endpoint_id, scope)
-    subscribed = yield units.rows(_EVENTS, {"id": endpoint_id})
+    fields = yield from _fields(endpoint_id, scope)
     stats = yield from counts.by_status(endpoint_id)
     return EndpointOut(
-        **_summary(endpoint, [row[0] for row in subscribed]),
+        **fields,
         stats=DeliveryStats.model_validate({status.value: n for status, n in stats.items()}),
     )
+
+
+def summary(*, endpoint_id: str, scope: Scope = None) -> Unit[EndpointSummary]:
+    """The endpoint without its counts (which read every delivery it has: the dashboard's
+    pages, which must stay fast with a long history, count a recent window instead)."""
+    return EndpointSummary(**(yield from _fields(endpoint_id, scope)))
+
+
+def _fields(endpoint_id: str, scope: Scope) -> Unit[dict[str, Any]]:
+    endpoint = yield from _load(endpoint_id, scope)
+    subscribed = yield units.rows(_EVENTS, {"id": endpoint_id})
+    return _summary(endpoint, [row[0] for row in subscribed])
 
 
 def list_endpoints(
