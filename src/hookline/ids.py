@@ -33,3 +33,9 @@ def new_id(prefix: str) -> str:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
         _last_ms, _last_rand = now_ms, rand
     return f"{prefix}_{_encode(now_ms, rand)}"
+
+
+def lowest_at(prefix: str, at_ms: int) -> str:
+    """The lowest id `new_id(prefix)` makes at `at_ms` (ms since the epoch): every id made then
+    or later sorts after it, so a range of ids from it is a range of time (a primary key's)."""
+    return f"{prefix}_{_encode(at_ms, 0)}"

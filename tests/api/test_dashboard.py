@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import inspect, text, update
 
+from hookline.dashboard.queries import deliveries_per_minute, recent_by_status
 from hookline.models import Delivery, utcnow
 from tests.support.app import RunningApp, running_app
 
@@ -786,3 +787,80 @@ async def test_a_user_reads_the_catalog_but_defines_no_type(api, users):
     assert one.status_code == 200 and "registered_at" in one.text
     assert refused.status_code == 403
     assert await database_rows(api) == before
+
+
+# -- the overview's chart -------------------------------------------------------------------
+
+
+def chart_of(page: str) -> dict[str, Any]:
+    found = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page)
+    assert found is not None, page[:2000]
+    chart: dict[str, Any] = json.loads(found.group(1))
+    return chart
+
+
+async def test_the_overview_charts_the_last_24_hours_deliveries_per_minute_by_status(api, users):
+    await endpoint_of(api, None, f"{CLOSED}/admins", events=["*"])
+    alices = await endpoint_of(api, users.alice, f"{CLOSED}/alices", events=["*"])
+    await api.client.post("/event-types", json={"name": "order.paid"})
+    for _ in range(3):
+        sent = await api.client.post(
+            "/events", json={"event": "order.paid", "data": {}, "user": "alice"}
+        )
+        assert sent.status_code == 201, sent.text
+    async with api.app.state.test_db.sessions.begin() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.endpoint_id == alices)
+            .values(status="failed", next_attempt_at=None, finished_at=utcnow())
+        )
+    async with signed_in(api, admin_token(api)) as client:
+        admins_page = await client.get("/dashboard")
+        queue_only = await client.get("/dashboard", params={"part": "queue"})
+    async with signed_in(api, users.alice) as client:
+        alices_page = await client.get("/dashboard")
+
+    everyone, alices_own = chart_of(admins_page.text), chart_of(alices_page.text)
+    assert len(everyone["labels"]) == 24 * 60
+    totals = {status: sum(series) for status, series in everyone["series"].items()}
+    # Each endpoint got the three orders (the users registered before there was an endpoint).
+    assert totals == {"succeeded": 0, "failed": 3, "pending": 3, "cancelled": 0}
+    own = {status: sum(series) for status, series in alices_own["series"].items()}
+    assert own == {"succeeded": 0, "failed": 3, "pending": 0, "cancelled": 0}
+    assert sum(everyone["series"]["failed"][-2:]) == 3  # in the last minute or the one before
+    assert "By hour, as a table" in admins_page.text
+    assert "Queue health" in queue_only.text and "chart-data" not in queue_only.text
+
+
+async def test_the_chart_leaves_out_what_is_older_than_24_hours(api, store):
+    await endpoint_of(api, None, f"{CLOSED}/admins", events=["*"])
+    await register(api, "carol")
+
+    today = await store.read(deliveries_per_minute(scope=None))
+    in_two_days = await store.read(
+        deliveries_per_minute(scope=None, now=utcnow() + timedelta(days=2))
+    )
+
+    assert today.total == 1
+    assert in_two_days.total == 0
+
+
+async def test_an_endpoints_page_counts_its_last_24_hours_and_pages_its_deliveries(api, store):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/busy", events=["*"])
+    for n in range(30):
+        await register(api, f"customer{n}")
+    async with signed_in(api, admin_token(api)) as client:
+        first = await client.get(f"/dashboard/endpoints/{endpoint_id}")
+        older = re.search(r'href="([^"]*cursor=[^"]+)">Older', first.text)
+        assert older is not None
+        second = await client.get(html.unescape(older.group(1)))
+
+    shown = re.findall(r'href="/dashboard/deliveries/(dlv_\w+)"', first.text + second.text)
+    listed = (await api.client.get(f"/endpoints/{endpoint_id}/deliveries?limit=100")).json()
+    assert shown == [d["id"] for d in listed["data"]]  # newest first, each once
+    assert 'data-testid="stat-pending">30<' in first.text
+    # A window, not the whole history: in two days these are no longer counted.
+    later = await store.read(
+        recent_by_status(endpoint_id=endpoint_id, now=utcnow() + timedelta(days=2))
+    )
+    assert later == {"succeeded": 0, "failed": 0, "pending": 0, "cancelled": 0}

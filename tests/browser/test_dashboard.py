@@ -181,12 +181,22 @@ def test_a_wrong_token_is_refused(page: Page) -> None:
     assert "hookline_session" not in {c["name"] for c in page.context.cookies()}
 
 
-def test_the_overview_shows_queue_health(page: Page, hookline_server: Server) -> None:
+def test_the_overview_shows_queue_health_and_draws_the_chart(
+    page: Page, hookline_server: Server, offline: Offline
+) -> None:
     sign_in(page, hookline_server.admin_token)
 
     expect(page.get_by_role("heading", name="Queue health")).to_be_visible()
     for tile in ("due", "in-flight", "oldest-due"):
         expect(page.get_by_test_id(tile)).to_be_visible()
+    expect(page.get_by_role("heading", name="Deliveries per minute, last 24 hours")).to_be_visible()
+    chart = page.locator("canvas#chart")
+    expect(chart).to_have_attribute("data-drawn", "true")  # Chart.js, served by hookline
+    expect(chart).to_be_visible()
+    box = chart.bounding_box()
+    assert box is not None and box["height"] > 100
+    assert offline.blocked == []
+    assert offline.errors == []
 
 
 # -- endpoints ------------------------------------------------------------------------------
@@ -383,6 +393,9 @@ def test_reading_works_with_javascript_off(
     try:
         sign_in(page, hookline_server.admin_token)  # a plain form post
         expect(page.get_by_role("heading", name="Queue health")).to_be_visible()
+        expect(page.locator("canvas#chart")).to_be_hidden()  # no script: the table instead
+        page.get_by_text("By hour, as a table").click()
+        expect(page.get_by_test_id("chart-table").locator("tbody tr")).to_have_count(24)
 
         page.get_by_role("navigation", name="Pages").get_by_role("link", name="Endpoints").click()
         page.get_by_label("URL contains").fill("no-script")
@@ -403,6 +416,10 @@ def test_reading_works_with_javascript_off(
         expect(page.get_by_test_id("events").locator("tbody tr").first).to_contain_text(
             "user_registered"
         )
+
+        page.get_by_role("navigation", name="Pages").get_by_role("link", name="Event types").click()
+        page.get_by_role("link", name="user_send_message").click()
+        expect(page.get_by_test_id("schema")).to_contain_text("recipient")
     finally:
         page.context.close()
     assert offline.blocked == []

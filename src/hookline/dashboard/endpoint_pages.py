@@ -22,6 +22,7 @@ from hookline.api.deps import (
 )
 from hookline.api.pagination import page
 from hookline.dashboard.pages import Form, FormDep, PageRoute, problems, redirect, render
+from hookline.dashboard.queries import recent_by_status
 from hookline.dashboard.session import PREFIX, Session, SessionDep
 from hookline.errors import AppError, Unprocessable
 from hookline.events import log, types
@@ -30,8 +31,8 @@ from hookline.store import Store
 from hookline.webhooks import endpoints
 from hookline.webhooks.schemas import (
     EndpointCreate,
-    EndpointOut,
     EndpointPatch,
+    EndpointSummary,
     RecoverIn,
 )
 
@@ -121,7 +122,7 @@ NEW_ENDPOINT: dict[str, Any] = {
 }
 
 
-def _values_of(endpoint: EndpointOut) -> dict[str, Any]:
+def _values_of(endpoint: EndpointSummary) -> dict[str, Any]:
     return {
         "url": endpoint.url,
         "events": endpoint.events,
@@ -247,7 +248,8 @@ async def _endpoint_page(
     previous_valid_until: datetime | None = None,
     status_code: int = 200,
 ) -> Response:
-    endpoint = await store.read(endpoints.get(endpoint_id=endpoint_id, scope=session.scope))
+    endpoint = await store.read(endpoints.summary(endpoint_id=endpoint_id, scope=session.scope))
+    day_stats = await store.read(recent_by_status(endpoint_id=endpoint_id))
     status = _query(request, "status")
     if status not in STATUSES:
         status = None
@@ -268,6 +270,7 @@ async def _endpoint_page(
         session=session,
         status_code=status_code,
         endpoint=endpoint,
+        day_stats=day_stats,
         base=_base(endpoint_id),
         deliveries=listed.data,
         next_cursor=listed.next_cursor,

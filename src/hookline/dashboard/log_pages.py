@@ -90,7 +90,7 @@ async def delivery_page(
     delivery = await store.read(log.get_delivery(delivery_id=delivery_id, scope=session.scope))
     try:
         endpoint = await store.read(
-            endpoints.get(endpoint_id=delivery.endpoint_id, scope=session.scope)
+            endpoints.summary(endpoint_id=delivery.endpoint_id, scope=session.scope)
         )
     except NotFound:  # deleted since: its deliveries stay readable
         endpoint = None

@@ -8,6 +8,7 @@ session's CSRF token.
 """
 
 from datetime import timedelta
+from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request, Response
@@ -25,7 +26,7 @@ from hookline.dashboard.pages import (
     redirect,
     render,
 )
-from hookline.dashboard.queries import troubled_endpoints
+from hookline.dashboard.queries import PerMinute, deliveries_per_minute, troubled_endpoints
 from hookline.dashboard.session import PREFIX, SIGN_IN_PATH, SessionDep
 from hookline.errors import NotFound
 from hookline.store import counts
@@ -115,20 +116,36 @@ async def sign_out(request: Request, _session: SessionDep, _form: FormDep) -> Re
 
 @router.get("")
 async def overview(request: Request, session: SessionDep, store: StoreDep) -> Response:
-    """Queue health (the admin's: the queue is everyone's), the endpoints in trouble."""
+    """Queue health (the admin's: the queue is everyone's), the last 24 hours' deliveries per
+    minute by outcome, the endpoints in trouble. `?part=queue` (htmx's refresh of the queue's
+    tiles) reads the queue alone."""
     queue = await store.read(counts.queue()) if session.is_admin else None
     oldest_due_age = None
     if queue is not None and queue.oldest_due_at is not None:
         oldest_due_age = max(timedelta(0), queue.now - queue.oldest_due_at)
-    troubled = await store.read(troubled_endpoints(scope=session.scope))
+    queue_only = request.query_params.get("part") == "queue"
+    per_minute = (
+        None if queue_only else await store.read(deliveries_per_minute(scope=session.scope))
+    )
+    troubled = [] if queue_only else await store.read(troubled_endpoints(scope=session.scope))
     return render(
         request,
         "overview.html",
         session=session,
         queue=queue,
         oldest_due_age=oldest_due_age,
+        per_minute=per_minute,
+        chart=None if per_minute is None else _chart_data(per_minute),
         troubled=troubled,
     )
+
+
+def _chart_data(per_minute: PerMinute) -> dict[str, Any]:
+    """What static/dashboard.js draws (a JSON script element: no inline script runs)."""
+    return {
+        "labels": [minute.strftime("%H:%M") for minute in per_minute.minutes],
+        "series": per_minute.counts,
+    }
 
 
 router.include_router(endpoint_pages.router)
