@@ -685,6 +685,33 @@ async def test_a_deleted_endpoints_delivered_history_stays_readable_and_its_url_
     assert len(receiver.at("/hook")) == 3
 
 
+async def test_an_attempt_in_flight_when_its_endpoint_is_deleted_is_recorded_and_cancelled(
+    settings: Settings, receiver: Receiver
+) -> None:
+    receiver.script("/slow", [200], delay=0.5)
+    async with running_app(settings, run_worker=True) as running:
+        gone = await subscribe(running.client, receiver.url("/slow"))
+        await register_user(running.client, "alice")
+        await receiver.wait_for(1, path="/slow", timeout=5)  # the attempt is out
+        [delivery] = await deliveries_listed(running.client, gone["id"])
+
+        deleted = await running.client.delete(f"/endpoints/{gone['id']}")
+
+        async def recorded() -> dict[str, Any] | None:
+            found: dict[str, Any] = (
+                await running.client.get(f"/deliveries/{delivery['id']}")
+            ).json()
+            return found if found["attempts"] else None
+
+        done = await wait_until(recorded, timeout=10, what="the attempt in flight recorded")
+        await asyncio.sleep(RETRIES_WOULD_HAVE_COME)
+
+    assert deleted.status_code == 204, deleted.text
+    assert (done["status"], done["attempts_made"]) == ("cancelled", 1)
+    assert [a["status_code"] for a in done["attempts"]] == [200]
+    assert len(receiver.at("/slow")) == 1
+
+
 async def test_a_users_deleted_endpoint_does_not_count_against_its_limit(
     make_settings: Callable[..., Settings],
 ) -> None:
