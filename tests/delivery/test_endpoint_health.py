@@ -233,8 +233,9 @@ async def test_endpoint_failing_longer_than_disable_after_is_disabled(
     assert endpoint["enabled"] is False
     assert "failed for more than 1 s" in endpoint["disabled_reason"]
     assert instant(endpoint["disabled_at"]) - since >= timedelta(seconds=1)
-    # 0.3 s apart, at least four attempts fit in the first second; seven would end the schedule.
-    assert 4 <= len(attempts) < 7
+    # Retried 0.3 s apart (later on a busy machine): at least one retry came before the clock
+    # ran out, and the schedule (seven attempts) did not end first.
+    assert 2 <= len(attempts) < 7
     assert {a.status_code for a in attempts} == {500}
     assert (alices.status, bobs.status) == ("cancelled", "cancelled")
     assert alices.next_attempt_at is None and bobs.next_attempt_at is None

@@ -30,7 +30,7 @@ from tests.support.roles import (
     wait_all_succeeded,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 KILL_EVENTS = 2000
 KILL_RECEIVERS = 3
