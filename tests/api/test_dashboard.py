@@ -544,7 +544,7 @@ async def test_recovering_a_window_sends_its_failed_deliveries_again(api):
 
     statuses = (await api.client.get(f"/endpoints/{endpoint_id}")).json()["stats"]
     assert response.status_code == 303 and statuses["pending"] == 2
-    assert "2 failed deliveries of that window are due again." in page.text
+    assert "Deliveries of that window due again now: 2." in page.text
     assert wrong.status_code == 422 and "later than" in wrong.text
 
 
@@ -664,7 +664,7 @@ async def test_a_user_sees_an_event_through_its_own_deliveries_only(api, users):
 
 
 async def test_a_ping_opens_its_delivery_with_the_attempt(api, receiver):
-    receiver.script("/pinged", [200], body="pong from the receiver")
+    receiver.script("/pinged", [200], {"X-Receiver": "here"}, body="pong from the receiver")
     endpoint_id = await endpoint_of(
         api, None, receiver.url("/pinged"), headers={"X-Team": "payments"}
     )
@@ -677,8 +677,12 @@ async def test_a_ping_opens_its_delivery_with_the_attempt(api, receiver):
     assert "Ping sent: its attempt is below." in page.text
     assert "pong from the receiver" in page.text
     assert 'data-testid="response-status">200<' in page.text
-    assert "X-Team" in page.text and "webhook-id" in page.text
-    assert receiver.at("/pinged")[0].headers["webhook-id"] in page.text
+    assert "by hand" in page.text  # its trigger
+    sent = receiver.at("/pinged")[0].headers
+    for name in ("webhook-id", "webhook-signature"):  # the request's headers, as recorded
+        assert f'<th>{name}</th><td class="mono">{html.escape(sent[name])}</td>' in page.text
+    assert '<th>x-team</th><td class="mono">payments</td>' in page.text
+    assert '<th>x-receiver</th><td class="mono">here</td>' in page.text  # the answer's
 
 
 async def test_a_retry_makes_the_delivery_due_again(api, users):
@@ -822,12 +826,13 @@ async def test_the_overview_charts_the_last_24_hours_deliveries_per_minute_by_st
 
     everyone, alices_own = chart_of(admins_page.text), chart_of(alices_page.text)
     assert len(everyone["labels"]) == 24 * 60
-    totals = {status: sum(series) for status, series in everyone["series"].items()}
+    totals = {series["status"]: sum(series["counts"]) for series in everyone["series"]}
     # Each endpoint got the three orders (the users registered before there was an endpoint).
     assert totals == {"succeeded": 0, "failed": 3, "pending": 3, "cancelled": 0}
-    own = {status: sum(series) for status, series in alices_own["series"].items()}
+    own = {series["status"]: sum(series["counts"]) for series in alices_own["series"]}
     assert own == {"succeeded": 0, "failed": 3, "pending": 0, "cancelled": 0}
-    assert sum(everyone["series"]["failed"][-2:]) == 3  # in the last minute or the one before
+    failed = next(series["counts"] for series in everyone["series"] if series["status"] == "failed")
+    assert sum(failed[-2:]) == 3  # made in the last minute or the one before
     assert "By hour, as a table" in admins_page.text
     assert "Queue health" in queue_only.text and "chart-data" not in queue_only.text
 
@@ -864,3 +869,24 @@ async def test_an_endpoints_page_counts_its_last_24_hours_and_pages_its_deliveri
         recent_by_status(endpoint_id=endpoint_id, now=utcnow() + timedelta(days=2))
     )
     assert later == {"succeeded": 0, "failed": 0, "pending": 0, "cancelled": 0}
+
+
+async def test_recovering_cancelled_deliveries_when_asked_for(api):
+    endpoint_id = await endpoint_of(api, None, f"{CLOSED}/cancelled")
+    await register(api, "carol")
+    async with api.app.state.test_db.sessions.begin() as session:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.endpoint_id == endpoint_id)
+            .values(status="cancelled", next_attempt_at=None, finished_at=utcnow())
+        )
+    since = (utcnow() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    async with signed_in(api, admin_token(api)) as client:
+        path = f"/dashboard/endpoints/{endpoint_id}/recover"
+        failed_only = await post_form(client, path, {"since": since})
+        cancelled = await post_form(client, path, {"since": since, "statuses": ["cancelled"]})
+
+    assert failed_only.headers["location"].endswith("count=0")
+    assert cancelled.headers["location"].endswith("count=1")
+    stats = (await api.client.get(f"/endpoints/{endpoint_id}")).json()["stats"]
+    assert stats["pending"] == 1

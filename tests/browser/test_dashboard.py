@@ -333,7 +333,7 @@ def test_a_failed_delivery_its_attempts_a_retry_and_a_recovered_window(
     page.get_by_label("Since (UTC)").fill(since)
     page.get_by_role("button", name="Recover").click()
 
-    expect(page.get_by_text("1 failed deliveries of that window are due again.")).to_be_visible()
+    expect(page.get_by_text("Deliveries of that window due again now: 1.")).to_be_visible()
     wait_for_status(api, endpoint_id, "succeeded", count=2)
     expect(page.locator("#deliveries tbody tr").first).to_contain_text("succeeded")
     assert offline.blocked == []

@@ -408,19 +408,25 @@ def _utc(text: str, field: str) -> datetime | None:
 async def recover(
     endpoint_id: str, session: SessionDep, form: FormDep, store: StoreDep
 ) -> Response:
-    """Send the endpoint's failed deliveries created in [since, until) again."""
+    """Send the endpoint's deliveries created in [since, until) again: its failed ones, or
+    those of the statuses ticked (cancelled, pending: due now rather than at their retry)."""
     try:
         window = RecoverIn.model_validate(
             {
                 "since": _utc(form.text("since"), "since"),
                 "until": _utc(form.text("until"), "until"),
+                "statuses": form.all("statuses") or ["failed"],
             }
         )
     except ValidationError as exc:
         raise Unprocessable("; ".join(problems(exc))) from exc
     requeued = await store.write(
         log.recover(
-            endpoint_id=endpoint_id, since=window.since, until=window.until, scope=session.scope
+            endpoint_id=endpoint_id,
+            since=window.since,
+            until=window.until,
+            statuses=window.statuses,
+            scope=session.scope,
         )
     )
     return redirect(_base(endpoint_id), notice="recovered", count=requeued)

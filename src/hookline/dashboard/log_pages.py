@@ -13,10 +13,8 @@ from hookline.api.deps import StoreDep
 from hookline.api.pagination import page
 from hookline.dashboard.pages import FormDep, PageRoute, redirect, render
 from hookline.dashboard.session import PREFIX, SessionDep
-from hookline.delivery.sender import USER_AGENT
 from hookline.errors import Forbidden, NotFound
 from hookline.events import log, types
-from hookline.events.schemas import AttemptOut, DeliveryDetail
 from hookline.webhooks import endpoints
 
 router = APIRouter(route_class=PageRoute)
@@ -68,21 +66,6 @@ async def event_page(
     return render(request, "event.html", session=session, event=event)
 
 
-def _sent_headers(
-    delivery: DeliveryDetail, attempt: AttemptOut, custom: dict[str, str]
-) -> list[tuple[str, str]]:
-    """The request's headers as the sender writes them (sender.py): the endpoint's own, then
-    hookline's. The signature is not kept (it is made with the secret at each attempt)."""
-    return [
-        *custom.items(),
-        ("content-type", "application/json"),
-        ("user-agent", USER_AGENT),
-        ("webhook-id", delivery.event_id),
-        ("webhook-timestamp", str(int(attempt.started_at.timestamp()))),
-        ("webhook-signature", "v1,… (made with the secret at each attempt; not kept)"),
-    ]
-
-
 @router.get("/deliveries/{delivery_id}")
 async def delivery_page(
     request: Request, delivery_id: str, session: SessionDep, store: StoreDep
@@ -94,15 +77,7 @@ async def delivery_page(
         )
     except NotFound:  # deleted since: its deliveries stay readable
         endpoint = None
-    custom = {} if endpoint is None else endpoint.headers
-    return render(
-        request,
-        "delivery.html",
-        session=session,
-        delivery=delivery,
-        endpoint=endpoint,
-        sent_headers={a.number: _sent_headers(delivery, a, custom) for a in delivery.attempts},
-    )
+    return render(request, "delivery.html", session=session, delivery=delivery, endpoint=endpoint)
 
 
 @router.post("/deliveries/{delivery_id}/retry")

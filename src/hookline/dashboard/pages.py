@@ -125,7 +125,7 @@ NOTICES = {
     "disabled": "Endpoint disabled: its pending deliveries were cancelled.",
     "pinged": "Ping sent: its attempt is below.",
     "retried": "The delivery is due again: a new attempt follows shortly.",
-    "recovered": "{count} failed deliveries of that window are due again.",
+    "recovered": "Deliveries of that window due again now: {count}.",
     "type-created": "Event type created.",
 }
 

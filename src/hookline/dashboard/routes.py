@@ -144,7 +144,10 @@ def _chart_data(per_minute: PerMinute) -> dict[str, Any]:
     """What static/dashboard.js draws (a JSON script element: no inline script runs)."""
     return {
         "labels": [minute.strftime("%H:%M") for minute in per_minute.minutes],
-        "series": per_minute.counts,
+        # In the order drawn (the first at the bottom of each bar): a list keeps it.
+        "series": [
+            {"status": status, "counts": counts} for status, counts in per_minute.counts.items()
+        ],
     }
 
 

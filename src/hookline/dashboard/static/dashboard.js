@@ -23,11 +23,11 @@
       type: "bar",
       data: {
         labels: data.labels,
-        datasets: Object.keys(data.series).map(function (status) {
+        datasets: data.series.map(function (series) {
           return {
-            label: status,
-            data: data.series[status],
-            backgroundColor: COLOURS[status] || "#5b6572",
+            label: series.status,
+            data: series.counts,
+            backgroundColor: COLOURS[series.status] || "#5b6572",
             borderWidth: 0,
             barPercentage: 1,
             categoryPercentage: 1,
@@ -39,7 +39,19 @@
         responsive: true,
         maintainAspectRatio: false,
         scales: {
-          x: { stacked: true, ticks: { autoSkip: true, maxTicksLimit: 13, maxRotation: 0 } },
+          x: {
+            stacked: true,
+            // A label every third hour on the hour (1440 minutes: one bar each).
+            ticks: {
+              autoSkip: false,
+              maxRotation: 0,
+              callback: function (value) {
+                var label = this.getLabelForValue(value);
+                return /:00$/.test(label) && parseInt(label, 10) % 3 === 0 ? label : null;
+              },
+            },
+            grid: { display: false },
+          },
           y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } },
         },
         plugins: {
