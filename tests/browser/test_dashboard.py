@@ -90,7 +90,9 @@ def hookline_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
         yield Server(serve.base_url, token, data_dir, serve)
         code = run_async(serve.terminate(timeout=15))
         assert code == 0, f"hookline serve exited with {code}:\n{serve.log_text()}"
-        assert token not in serve.log_text(), "the admin token is in the server's log"
+        log = serve.log_text()
+        assert token not in log, "the admin token is in the server's log"
+        assert "hl_user_" not in log, "a user's token is in the server's log"
 
 
 @pytest.fixture(scope="module")
