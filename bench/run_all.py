@@ -52,12 +52,15 @@ BENCHMARKS: list[tuple[str, str, list[str], bool]] = [
     ("p3_backlog", "p3_latency_hanging_receiver.py", ["--backlog", "100000"], False),
     ("p4", "p4_isolation.py", [], False),
     ("p5", "p5_claim_cost.py", ["--postgres"], False),
+    ("p7", "p7_paced_claim_cost.py", ["--postgres"], False),
     ("p6", "p6_pg_workers.py", [], True),
     ("p6_unpinned", "p6_pg_workers.py", ["--no-pin"], True),
     ("latency", "latency.py", [], False),
 ]
 
 OWN_SELECT = "SELECT 1: hookline's SQLite thread"  # api_request_cost's name for the primitive
+# P7's variants shown in the table (the others are context, in its section).
+MAIN_P7 = ("none", "rate-limited", "ordered")
 
 # What each benchmark asks, shown above its numbers.
 QUESTIONS = {
@@ -77,6 +80,8 @@ QUESTIONS = {
     "deliveries/s that all 10 get when all are healthy?",
     "p5": "Does one claim (claim + completion) cost at most 1.5x as much with 1,000,000 "
     "deliveries in the table as with 10,000, and does the worker stay under 200 MB RSS?",
+    "p7": "What does one claim cost with 10,000 endpoints of which 1,000 are rate-limited or "
+    "ordered and backlogged, against the same table with none of them paced?",
     "p6": "On PostgreSQL, how do deliveries/s change with 2 worker processes instead of 1 "
     "(workers pinned to one CPU, the sink to the other)?",
     "p6_unpinned": "P6 again with nothing pinned (context).",
@@ -425,6 +430,12 @@ def headline(r: dict[str, Any]) -> str:
         sq = c["sqlite_claim_plus_complete_ms"]
         rss = "; ".join(f"{k}: {v['peak_rss_mb']} MB" for k, v in c["worker_rss_mb"].items())
         return f"history {fmt(sq['history'])} ms; backlog {fmt(sq['backlog'])} ms; worker RSS {rss}"
+    if key == "p7":
+        return "; ".join(
+            f"{db} " + ", ".join(f"{n} {c[f'{db}_ms'][n].split(';')[0]}" for n in MAIN_P7) + " ms"
+            for db in ("sqlite", "postgres")
+            if f"{db}_ms" in c
+        )
     if key.startswith("p6"):
         return (
             f"1 worker {fmt(c['one_worker_per_s'])}/s, 2 workers {fmt(c['two_workers_per_s'])}/s"
