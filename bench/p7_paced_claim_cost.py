@@ -33,7 +33,8 @@ all of it is also measured on PostgreSQL, in its own database `hookline_bench` (
 dropped; SQLite first, then PostgreSQL, so the two are not interleaved). `--try-fixes` then
 times, on the same table, two statements as they are and as they could be: the probe with the
 paced endpoints left out by their columns instead of a list of their ids, and `_PACED` with an
-index in its order (each statement prepared once and run 10 times, rolled back).
+index in its order (each statement prepared once and run 10 times, rolled back); and four
+claims in a row with nothing given back, to show which endpoints each serves.
 
     .venv/bin/python bench/p7_paced_claim_cost.py [--quick] [--claims 60] [--endpoints 10000]
         [--postgres] [--explain] [--try-fixes]
@@ -495,9 +496,43 @@ async def try_fixes(bench: Bench, settings: Settings) -> dict[str, str]:
         if index:
             await bench.store.write(_create(_PACED_ORDER_INDEX, bench.store.is_postgres))
         found[label] = await tries(bench, settings, claims._PACED, {"skip": [], "limit": 64})
+    found.update(await in_a_row(bench))
     for label, text in found.items():
         print(f"{bench.db} {label}: {text}")
     await bench.switch(VARIANTS[0])
+    return found
+
+
+async def in_a_row(bench: Bench) -> dict[str, str]:
+    """Claims one after another, nothing given back (the leases held, as while the attempts are
+    in flight): what kind of endpoint each claim serves. The 1,000 ordered; then 100 ordered
+    and 900 rate-limited."""
+    found: dict[str, str] = {}
+    first, rest = bench.paced[:100], bench.paced[100:]
+
+    def mixed() -> Unit[None]:
+        yield units.execute(_SET_ORDERED, {"ids": first})
+        yield units.execute(_SET_RATE, {"rate": RATE, "ahead": None, "ids": rest})
+
+    for label, variant, kind in (
+        ("1,000 ordered", VARIANTS[2], dict.fromkeys(bench.paced, "ordered")),
+        (
+            "100 ordered + 900 rate-limited",
+            VARIANTS[0],
+            {**dict.fromkeys(first, "ordered"), **dict.fromkeys(rest, "rate-limited")},
+        ),
+    ):
+        await bench.switch(variant)
+        if variant is VARIANTS[0]:
+            await bench.store.write(mixed())
+        served = []
+        for n in range(4):
+            claimed = await bench.store.write(
+                claims.claim(owner=f"{OWNER}:{n}", limit=64, lease_seconds=30, per_endpoint=2)
+            )
+            kinds = [kind.get(item.endpoint_id, "unpaced") for item in claimed]
+            served.append(", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds))))
+        found[f"4 claims in a row, {label}"] = " | ".join(served)
     return found
 
 
