@@ -172,7 +172,7 @@ async def deliveries_of(api: RunningApp, endpoint_id: str) -> list[str]:
         return list(found)
 
 
-async def test_every_number_matches_a_known_queue(api):
+async def test_every_number_matches_a_known_queue(api, store):
     kept = await subscribe(api.client, f"{CLOSED}/kept", "user_registered")
     dropped = await subscribe(api.client, f"{CLOSED}/dropped", "user_registered")
     for name in ("ann", "ben", "cat", "dan", "eve", "fay"):
@@ -223,6 +223,16 @@ async def test_every_number_matches_a_known_queue(api):
     )
     del expected[series("hookline_oldest_due_age_seconds")]
     assert samples == expected
+    # The dashboard's overview reads the same queue without counting the delivered ones.
+    health = await store.read(counts.queue_health())
+    assert (health.pending, health.due, health.in_flight) == (4, 3, 1)
+    assert (health.endpoints_failing, health.endpoints_enabled, health.endpoints_disabled) == (
+        0,
+        1,
+        1,
+    )
+    assert health.oldest_due_at is not None
+    assert abs(health.oldest_due_at - ago(120)) < timedelta(seconds=1)
 
 
 async def test_pending_deliveries_not_yet_due_are_no_backlog(api):

@@ -119,7 +119,7 @@ async def overview(request: Request, session: SessionDep, store: StoreDep) -> Re
     """Queue health (the admin's: the queue is everyone's), the last 24 hours' deliveries per
     minute by outcome, the endpoints in trouble. `?part=queue` (htmx's refresh of the queue's
     tiles) reads the queue alone."""
-    queue = await store.read(counts.queue()) if session.is_admin else None
+    queue = await store.read(counts.queue_health()) if session.is_admin else None
     oldest_due_age = None
     if queue is not None and queue.oldest_due_at is not None:
         oldest_due_age = max(timedelta(0), queue.now - queue.oldest_due_at)

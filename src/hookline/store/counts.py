@@ -77,3 +77,53 @@ def by_status(endpoint_id: str) -> Unit[dict[Status, int]]:
     none of)."""
     found = yield units.rows(_BY_STATUS, {"endpoint_id": endpoint_id})
     return {Status(row[0]): int(row[1]) for row in found}
+
+
+# The queue's health without its history (the dashboard's overview, which must stay fast however
+# many deliveries were ever made): every part is a range of the pending rows (the partial
+# ix_deliveries_endpoint_pending, or the pending range of ix_deliveries_due) or of the small
+# endpoints table, never a count of the delivered ones, which `queue()` makes for /metrics.
+_HEALTH = sql(
+    "SELECT"
+    " (SELECT count(*) FROM deliveries WHERE status = 'pending'),"
+    " (SELECT count(*) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {now}),"
+    " (SELECT count(*) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {now}"
+    "  AND lease_until > {now}),"
+    " (SELECT next_attempt_at FROM deliveries WHERE status = 'pending'"
+    "  AND next_attempt_at <= {now} ORDER BY next_attempt_at LIMIT 1),"
+    " (SELECT count(*) FROM endpoints WHERE enabled = TRUE AND deleted_at IS NULL"
+    "  AND failing_since IS NOT NULL),"
+    " (SELECT count(*) FROM endpoints WHERE enabled = TRUE AND deleted_at IS NULL),"
+    " (SELECT count(*) FROM endpoints WHERE enabled = FALSE AND deleted_at IS NULL),"
+    " {now}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueHealth:
+    """What is waiting and how late, as one snapshot: no count of what was delivered."""
+
+    pending: int
+    due: int
+    in_flight: int
+    oldest_due_at: datetime | None
+    endpoints_failing: int  # enabled, with a failure since their last success
+    endpoints_enabled: int
+    endpoints_disabled: int
+    now: datetime  # when it was read, by the clock that judged what is due
+
+
+def queue_health() -> Unit[QueueHealth]:
+    """The pending deliveries (due, in flight, the oldest due) and the endpoints by state."""
+    row = tuple((yield units.one(_HEALTH)))
+    pending, due, in_flight, oldest, failing, enabled, disabled, now = row
+    return QueueHealth(
+        pending=int(pending),
+        due=int(due),
+        in_flight=int(in_flight),
+        oldest_due_at=ts(oldest),
+        endpoints_failing=int(failing),
+        endpoints_enabled=int(enabled),
+        endpoints_disabled=int(disabled),
+        now=ts_required(now),
+    )
