@@ -15,11 +15,12 @@ Full / day only is what the history itself costs.
 The history: one event per 4 deliveries (one to each endpoint), ids time-ordered as
 `hookline.ids.new_id` makes them, spread over the last `--days` days; 95% older than 24 hours
 (97% of those succeeded, 3% failed), the last 24 hours' mostly succeeded, some failed, 2,000
-pending and due and 1,000 pending not yet due. With `--postgres` the same on PostgreSQL
+pending and due and 1,000 pending not yet due (`--day N`: N of them in the last 24 hours
+instead of 5%). With `--postgres` the same on PostgreSQL
 (database `hookline_bench`, created and dropped).
 
     .venv/bin/python bench/dashboard_pages.py [--quick] [--size 1000000] [--requests 20]
-        [--postgres] [--no-sqlite]
+        [--day 50000] [--postgres] [--no-sqlite]
 """
 
 import argparse
@@ -43,19 +44,20 @@ from hookline.ids import _encode
 from hookline.store.sql import TIME_FORMAT
 
 ENDPOINTS = 4
-RECENT_SHARE = 0.05  # of the deliveries, made in the last 24 hours
+RECENT_SHARE = 0.05  # of the deliveries, made in the last 24 hours (unless --day says)
 DUE = 2_000  # recent deliveries pending and due
 NOT_DUE = 1_000  # recent deliveries pending, due in an hour
 WARMUP = 3
 
 
 def history(
-    size: int, days: int, endpoint_ids: list[str], now: datetime
+    size: int, days: int, endpoint_ids: list[str], now: datetime, day: int | None = None
 ) -> dict[str, dict[str, list[Any]]]:
     """Events and deliveries, oldest first (datetimes; SQLite's rows stamp them as text): the
     last 24 hours' ("day") and the older ones ("older"), each event in the part of its own
     deliveries."""
-    recent = int(size * RECENT_SHARE)
+    recent = int(size * RECENT_SHARE) if day is None else day
+    recent -= recent % len(endpoint_ids)  # each event's deliveries in one part
     old = size - recent
     start_ms = int((now - timedelta(days=days)).timestamp() * 1000)
     day_ago_ms = int((now - timedelta(hours=24)).timestamp() * 1000) + 60_000
@@ -208,7 +210,7 @@ async def measure(settings: Settings, args: argparse.Namespace, database: str) -
         empty = await page_times(browser, paths, args.requests)
         print(f"{database} empty: " + ", ".join(f"{k} {v:.1f} ms" for k, v in empty.items()))
         endpoint_ids = [first, *[await make_endpoint(api, n) for n in range(1, ENDPOINTS)]]
-    made = history(args.size, args.days, endpoint_ids, datetime.now(UTC))
+    made = history(args.size, args.days, endpoint_ids, datetime.now(UTC), args.day)
     times = {"empty": empty}
     seeded = 0.0
     for part in ("day", "older"):
@@ -296,6 +298,9 @@ async def main(args: argparse.Namespace) -> Result:
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument(
+        "--day", type=int, help="deliveries made in the last 24 hours (default: 5%% of --size)"
+    )
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
