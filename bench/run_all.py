@@ -142,8 +142,8 @@ BOUNDS = {
   however many requests are in flight.
 - What would move it: fewer round trips per request (SQLAlchemy Core instead of the ORM
   session on this route; message, event and deliveries in fewer statements), and group
-  commit (one task writing many requests' rows in one transaction), which DESIGN.md names as
-  the cure for SQLite's single writer. The bare route is ~{cost_bare} ms a request: a ratio
+  commit (one task writing many requests' rows in one transaction), the structural
+  cure for SQLite's single writer. The bare route is ~{cost_bare} ms a request: a ratio
   of 0.5 leaves about that much again for auth, validation and the whole database write,
   which no per-request transaction through SQLAlchemy reaches here.""",
     "p3": """\
