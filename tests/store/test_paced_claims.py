@@ -150,3 +150,20 @@ async def test_completing_an_ordered_endpoints_delivery_wakes_the_workers(
     await store.write(claims.complete(owner="w", finished=[finished(head, Status.SUCCEEDED)]))
 
     assert woken
+
+
+async def test_ordered_endpoints_whose_heads_are_in_flight_do_not_crowd_out_the_others(
+    store: Store, rows: SessionMaker
+) -> None:
+    plan = {f"o{n:02d}": [(-5, "pending")] * 2 for n in range(70)}
+    ids = await seed_due(rows, plan)
+    for name in plan:
+        await pace(rows, await endpoint_of(rows, ids, name), ordered=True)
+
+    first = await claim(store, "w1", limit=64)
+    second = await claim(store, "w2", limit=64)
+
+    heads = {ids[name][0] for name in plan}
+    assert len(first) == 64 and {c.delivery_id for c in first} <= heads
+    # The 64 in flight can take nothing more: the six others get their turn.
+    assert {c.delivery_id for c in second} == heads - {c.delivery_id for c in first}

@@ -196,12 +196,19 @@ _PACED_IDS = sql(
 )
 # The paced endpoints with due work, locked on PostgreSQL so that one claim at a time moves an
 # endpoint's pace (another claim skips it meanwhile).
+# The paced endpoints that can take something now: a rate-limited one whose pace is within
+# reach, an ordered one whose head (its oldest pending delivery) is due and not in flight. Those
+# that can take nothing are left out, so they never crowd out those that can.
 _PACED_DUE = (
     "SELECT p.id, p.rate_limit, p.ordered, p.rate_next_at, {clock} FROM endpoints p"
     " WHERE (p.rate_limit IS NOT NULL OR p.ordered) AND NOT (p.id {in:skip})"
-    " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = p.id AND "
+    " AND (p.rate_next_at IS NULL OR p.rate_next_at < {after:horizon})"
+    " AND CASE WHEN p.ordered THEN COALESCE((SELECT " + _DUE.format(t="h") + ""
+    " FROM deliveries h WHERE h.endpoint_id = p.id AND h.status = 'pending'"
+    " ORDER BY h.id LIMIT 1), FALSE)"
+    " ELSE EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = p.id AND "
     + _DUE.format(t="d")
-    + ") ORDER BY p.rate_next_at NULLS FIRST, p.id LIMIT :limit"
+    + ") END ORDER BY p.rate_next_at NULLS FIRST, p.id LIMIT :limit"
 )
 # The pace is reckoned from the time the statement runs (PostgreSQL's now() is the
 # transaction's start), and the waits are shortened by what the rest of the claim took, so that
@@ -237,7 +244,9 @@ def _claim_paced(
     endpoint is in flight; a head waiting for its retry holds the others back. Rate-limited:
     attempts start 1/rate seconds apart across every worker (the endpoint's `rate_next_at`).
     """
-    found = yield units.rows(_PACED, {"skip": list(skip), "limit": params["limit"]})
+    found = yield units.rows(
+        _PACED, {"skip": list(skip), "limit": params["limit"], "horizon": PACE_HORIZON}
+    )
     waits: dict[str, float] = {}
     paced_at = ts_required(found[0][4]) if found else None
     for endpoint_id, rate, ordered, next_at, now_value in found:
