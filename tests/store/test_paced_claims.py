@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import update
 
 from hookline.config import Settings
-from hookline.models import Endpoint, utcnow
+from hookline.models import Delivery, Endpoint, utcnow
 from hookline.store import Status, Store, claims
 from hookline.store.claims import Claimed, Finished
-from tests.delivery.helpers import seed_due
+from tests.delivery.helpers import delivery, seed_due
 from tests.support import db as support
 from tests.support.db import SessionMaker
 
@@ -49,8 +49,6 @@ def finished(item: Claimed, status: Status, delay: float | None = None) -> Finis
 
 
 async def endpoint_of(rows: SessionMaker, ids: dict[str, list[str]], name: str) -> str:
-    from tests.delivery.helpers import delivery
-
     return (await delivery(rows, ids[name][0])).endpoint_id
 
 
@@ -112,14 +110,9 @@ async def test_an_ordered_endpoint_gives_its_head_only_and_the_next_after_it_is_
         claims.complete(owner="w", finished=[finished(first[0], Status.PENDING, delay=60)])
     )
     while_head_waits = await claim(store, "w3")
-    await pace(rows, ordered, ordered=True)  # unchanged; the head's retry comes due:
-    from sqlalchemy import update as sa_update
-
-    from hookline.models import Delivery
-
-    async with rows.begin() as session:
+    async with rows.begin() as session:  # the head's retry comes due
         await session.execute(
-            sa_update(Delivery)
+            update(Delivery)
             .where(Delivery.id == ids["ordered"][0])
             .values(next_attempt_at=utcnow())
         )

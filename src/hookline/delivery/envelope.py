@@ -6,10 +6,9 @@ from typing import Any
 
 import orjson
 
+from hookline.store.outbox import timestamp
 
-def timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC with microseconds and a `Z`, as every hookline timestamp is written."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+__all__ = ["check_data", "render", "timestamp"]
 
 
 def render(*, event_id: str, event: str, created_at: datetime, data: dict[str, Any]) -> bytes:

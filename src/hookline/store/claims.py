@@ -232,10 +232,7 @@ _DUE_OF = sql(
     + _DUE.format(t="d")
     + " ORDER BY d.next_attempt_at LIMIT :n {skip_locked}"
 )
-_LEASE_THESE = sql(
-    "UPDATE deliveries SET lease_owner = :owner, lease_until = {after:lease_seconds},"
-    " retry_requested_at = NULL WHERE id {in:ids}"
-)
+_LEASE_THESE = sql(_LEASE.removesuffix("IN (") + "{in:ids}")
 _PACE = sql("UPDATE endpoints SET rate_next_at = :next_at WHERE id = :id")
 
 

@@ -8,10 +8,10 @@ and enables by hand.
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from hookline.models import utcnow
 from hookline.store import outbox, redelivery, units
+from hookline.store.outbox import timestamp
 from hookline.store.sql import sql, ts_required
 from hookline.store.units import Unit
 
@@ -107,11 +107,6 @@ def _disable_expired(endpoint_ids: Collection[str], disable_after: float) -> Uni
         )
         disabled += yield from disable([endpoint_id], reason=reason)
     return disabled
-
-
-def timestamp(when: Any) -> str:
-    """A time as the envelope writes it (UTC, microseconds, Z)."""
-    return str(when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 def disable(endpoint_ids: Collection[str], *, reason: str) -> Unit[list[str]]:

@@ -34,6 +34,11 @@ _SUBSCRIBERS = sql(
 )
 
 
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and a `Z`, as every hookline timestamp is written."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     event_id: str
@@ -64,7 +69,7 @@ def publish(
                 envelope = envelope or {
                     "id": event_id,
                     "event": event,
-                    "timestamp": created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "timestamp": timestamp(created_at),
                     "data": data,
                 }
                 if not filtering.matches(js(filter_), envelope):
