@@ -297,7 +297,7 @@ def import_seed(
 
 @app.command("secret-key")
 def secret_key() -> None:
-    """Print a new key for HOOKLINE_SECRET_KEY (it seals endpoint secrets at rest)."""
+    """Print a new key for HOOKLINE_SECRET_KEY (it seals endpoint secrets and headers at rest)."""
     from hookline import secretbox
 
     typer.echo(secretbox.generate_key())
@@ -305,7 +305,8 @@ def secret_key() -> None:
 
 @app.command("rotate-secret-key")
 def rotate_secret_key() -> None:
-    """Re-seal every endpoint secret with the first key of HOOKLINE_SECRET_KEY.
+    """Re-seal every endpoint secret and custom header value with the first key of
+    HOOKLINE_SECRET_KEY.
 
     Rotate by setting HOOKLINE_SECRET_KEY to "<new>,<old>" everywhere, running this, then
     dropping the old key.
@@ -318,7 +319,7 @@ def rotate_secret_key() -> None:
     settings = _settings()
 
     async def run(box: secretbox.SecretBox) -> int:
-        await migrations.upgrade(settings)
+        await migrations.upgrade(settings, box)
         store = open_store(settings)
         try:
             return await secrets.reseal(store, box, every=True)

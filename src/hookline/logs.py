@@ -10,7 +10,8 @@ quoted as JSON), JSON mode as keys of the object beside `time`, `level`, `logger
 `message`. The same fields either way.
 
 What goes in a field is chosen where the line is written: never a token, a secret, a header,
-a query string or a payload.
+a query string or a payload. A traceback never shows a PostgreSQL error's text, which may quote
+the statement's parameters (`loggable`); SQLite's name columns and constraints, never values.
 """
 
 import json
@@ -20,6 +21,8 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TextIO
+
+from hookline.store.units import IntegrityError, StoreUnavailable
 
 LogFormat = Literal["text", "json"]
 FORMATS: Final = ("text", "json")
@@ -60,7 +63,16 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class TextFormatter(logging.Formatter):
+class _Formatter(logging.Formatter):
+    def formatException(self, ei: Any) -> str:
+        """The traceback, a database error's text left out (`loggable`)."""
+        if ei[1] is not None:
+            shown = loggable(ei[1])
+            ei = (type(shown), shown, shown.__traceback__)
+        return super().formatException(ei)
+
+
+class TextFormatter(_Formatter):
     """`time LEVEL logger message key=value …`."""
 
     def __init__(self) -> None:
@@ -84,7 +96,7 @@ def _text_value(value: Any) -> str:
     return text if _BARE.fullmatch(text) else json.dumps(text, ensure_ascii=False)
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_Formatter):
     """One JSON object a line: time (UTC), level, logger, message, the fields, and a
     traceback as `exception` when there is one."""
 
@@ -104,6 +116,83 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class Redacted(Exception):
+    """An exception as the log shows it, with its traceback and chain (`loggable`)."""
+
+
+# asyncpg's own check of a parameter, before anything is sent: "invalid input for query argument
+# $9 in element #0 of executemany() sequence: 'its first 40 characters…' (why)".
+_ARGUMENT = re.compile(r"invalid input for query argument \$\d+( in element #\d+ of \w+\(\))?")
+_NAMED = ("schema_name", "table_name", "column_name", "constraint_name", "data_type_name")
+
+
+def loggable(exc: BaseException) -> BaseException:
+    """`exc` fit for the log. A PostgreSQL error (or the store's IntegrityError or
+    StoreUnavailable made of one's text) anywhere in its chain is shown by its class, SQLSTATE
+    and the schema's names it gives, without its message and DETAIL: the DETAIL quotes a
+    failing row whole ("Failing row contains (…)": every column) or a key's values, a message
+    may quote a value ('invalid input syntax for type …: "…"'), and asyncpg's check of a
+    parameter quotes its first 40 characters. Without one, `exc` itself."""
+    if all(_redacted(link) is None for link in _chain(exc)):
+        return exc
+    return _copy(exc, {})
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and every exception its traceback shows (causes and contexts, once each)."""
+    found: dict[int, BaseException] = {}
+    todo = [exc]
+    while todo:
+        link = todo.pop()
+        if id(link) not in found:
+            found[id(link)] = link
+            todo.extend(e for e in (link.__cause__, link.__context__) if e is not None)
+    return list(found.values())
+
+
+def _copy(exc: BaseException, done: dict[int, Redacted]) -> Redacted:
+    """`exc` and its chain as Redacted exceptions with the same tracebacks: a database error's
+    text replaced, any other's kept."""
+    if id(exc) in done:
+        return done[id(exc)]
+    text = _redacted(exc)
+    shown = Redacted(f"{_name(exc)}: {exc}" if text is None else text)
+    done[id(exc)] = shown.with_traceback(exc.__traceback__)
+    shown.__cause__ = None if exc.__cause__ is None else _copy(exc.__cause__, done)
+    shown.__context__ = None if exc.__context__ is None else _copy(exc.__context__, done)
+    shown.__suppress_context__ = exc.__suppress_context__  # after __cause__, which sets it
+    return shown
+
+
+def _redacted(exc: BaseException) -> str | None:
+    """What the log shows of a database error in place of its text; None for another."""
+    driver, what = exc, _name(exc)
+    if isinstance(exc, IntegrityError | StoreUnavailable) and exc.__cause__ is not None:
+        driver, what = exc.__cause__, f"{what} of {_name(exc.__cause__)}"
+    # asyncpg is imported only on PostgreSQL: none of its errors can exist without it.
+    asyncpg: Any = sys.modules.get("asyncpg")
+    if asyncpg is None or not isinstance(driver, asyncpg.PostgresError):
+        return None
+    parts = [f"SQLSTATE {driver.sqlstate}"]
+    for name in _NAMED:
+        given = getattr(driver, name, None)
+        if given:
+            parts.append(f"{name.removesuffix('_name').replace('_', ' ')} {given}")
+    checked = _ARGUMENT.match(str(driver.args[0]) if driver.args else "")
+    if checked is not None:
+        parts.append(checked.group(0))
+    return f"{what} ({', '.join(parts)}); its text is left out: it may quote the parameters"
+
+
+def _name(exc: BaseException) -> str:
+    kind = type(exc)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
 
 
 class _Outage(logging.Filter):

@@ -2,10 +2,14 @@
 
 Alembic drives SQLAlchemy, so migrating builds a short-lived SQLAlchemy engine of its own; the
 running service reads the schema's revision through the store.
+
+A migration that seals or opens values (0009, the custom header values) asks for the secret box
+through `secret_box(config)`: the process's own, or one loaded from its settings when needed.
 """
 
 import logging
-from functools import cache
+from collections.abc import Callable
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from hookline import secretbox
 from hookline.config import Settings
 from hookline.operator_errors import OperatorError, opening_database
+from hookline.secretbox import SecretBox
 from hookline.store import Store, units
 from hookline.store.sql import sql
 
@@ -31,12 +37,26 @@ _REVISION = sql("SELECT version_num FROM alembic_version")
 
 log = logging.getLogger("hookline.migrate")
 
+BoxSource = Callable[[], SecretBox]
 
-def _config(connection: Connection | None = None) -> Config:
+
+def _config(connection: Connection | None = None, box: BoxSource | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
+    config.attributes["secret_box"] = box
     return config
+
+
+def secret_box(config: Config) -> SecretBox:
+    """The box a migration seals and opens with (loaded only when a migration asks for it)."""
+    source: BoxSource | None = config.attributes.get("secret_box")
+    if source is None:
+        raise RuntimeError(
+            "this migration seals or opens stored values and needs the secret key: migrate"
+            " with `hookline migrate` (or pass a box to upgrade_engine)"
+        )
+    return source()
 
 
 @cache
@@ -63,12 +83,12 @@ def migration_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, box: BoxSource | None) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     before = MigrationContext.configure(connection).get_current_revision()
     _refuse_unknown(before)
-    command.upgrade(_config(connection), "head")
+    command.upgrade(_config(connection, box), "head")
     if before != head():
         log.info("migrated the database from %s to revision %s", before or "empty", head())
 
@@ -94,8 +114,10 @@ def _is_current(connection: Connection) -> bool:
     return MigrationContext.configure(connection).get_current_revision() == head()
 
 
-async def upgrade(settings: Settings) -> None:
-    """Bring the schema to the newest revision."""
+async def upgrade(settings: Settings, box: SecretBox | None = None) -> None:
+    """Bring the schema to the newest revision; `box` seals what a migration seals (loaded
+    from `settings` when not given and a migration needs it)."""
+    source: BoxSource = partial(secretbox.load, settings) if box is None else lambda: box
     engine = migration_engine(settings)
     try:
         conn = engine.connect()
@@ -103,17 +125,18 @@ async def upgrade(settings: Settings) -> None:
             await conn.start()
         try:
             async with conn.begin():
-                await conn.run_sync(_upgrade)
+                await conn.run_sync(_upgrade, source)
         finally:
             await conn.close()
     finally:
         await engine.dispose()
 
 
-async def upgrade_engine(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision through a given engine (tests, benchmarks)."""
+async def upgrade_engine(engine: AsyncEngine, box: SecretBox | None = None) -> None:
+    """Bring the schema to the newest revision through a given engine (tests, benchmarks);
+    without `box`, a migration that must seal something refuses."""
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+        await conn.run_sync(_upgrade, None if box is None else lambda: box)
 
 
 async def engine_is_current(engine: AsyncEngine) -> bool:

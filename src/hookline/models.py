@@ -115,7 +115,8 @@ class Endpoint(Base):
     disabled_at: Mapped[datetime | None]
     # When its deliveries started failing without a success since (the auto-disable clock).
     failing_since: Mapped[datetime | None]
-    # Custom request headers sent with every attempt, {name: value}.
+    # Custom request headers sent with every attempt, {name: value}, each value sealed at rest
+    # (secretbox.py; names readable).
     headers: Mapped[dict[str, Any] | None]
     # Per-endpoint delivery options: which events get a delivery, attempts per second, one at
     # a time in stored order.

@@ -64,7 +64,7 @@ async def running(
 
     box = secretbox.load(settings)  # first: a bad key must not create or migrate anything
     if migrate_db:
-        await migrate.upgrade(settings)
+        await migrate.upgrade(settings, box)
     store = open_store(settings)
     sender: Sender | None = None
     runtime: Runtime | None = None

@@ -40,7 +40,7 @@ async def import_file(settings: Settings, data: Any) -> tuple[int, int]:
         if refusal is not None:
             raise SeedError(f"{event} {url}: {refusal.detail}")
         checked.append((event, url.strip()))
-    await migrate.upgrade(settings)
+    await migrate.upgrade(settings, box)
     store = open_store(settings)
     try:
         return await store.write(_subscribe_all(box, checked))

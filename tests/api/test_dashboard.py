@@ -473,6 +473,45 @@ async def test_the_endpoint_page_changes_its_settings(api):
     assert (stored["filter"], stored["rate_limit"], stored["ordered"]) == (None, None, True)
 
 
+async def stored_header_values(api: RunningApp, endpoint_id: str) -> dict[str, str]:
+    query = text("SELECT headers FROM endpoints WHERE id = :id")
+    async with api.app.state.test_db.engine.connect() as conn:
+        raw = (await conn.execute(query, {"id": endpoint_id})).scalar_one()
+    found: dict[str, str] = json.loads(raw) if isinstance(raw, str) else raw
+    return found
+
+
+async def test_the_forms_seal_the_header_values_and_the_page_shows_them_opened(api):
+    token, replaced = "Bearer dash-credential-0a1b2c3d", "Bearer dash-replaced-4e5f6a7b"
+    async with signed_in(api, admin_token(api)) as client:
+        created = await post_form(
+            client,
+            "/dashboard/endpoints",
+            {"url": f"{CLOSED}/sealed", "events": ["*"], "headers": f"Authorization: {token}"},
+        )
+        assert created.status_code == 303, created.text
+        endpoint_id = created.headers["location"].split("/")[-1].split("?")[0]
+        at_creation = await stored_header_values(api, endpoint_id)
+        page = await client.get(f"/dashboard/endpoints/{endpoint_id}")
+        changed = await post_form(
+            client,
+            f"/dashboard/endpoints/{endpoint_id}/settings",
+            {"url": f"{CLOSED}/sealed", "events": ["*"], "headers": f"Authorization: {replaced}"},
+        )
+        assert changed.status_code == 303, changed.text
+        after_change = await stored_header_values(api, endpoint_id)
+        listed = await client.get("/dashboard/endpoints")
+
+    assert list(at_creation) == ["Authorization"] and list(after_change) == ["Authorization"]
+    assert at_creation["Authorization"].startswith("fernet:")
+    assert after_change["Authorization"].startswith("fernet:")
+    assert token not in json.dumps(at_creation) and replaced not in json.dumps(after_change)
+    assert f"Authorization: {token}</textarea>" in html.unescape(page.text)
+    assert listed.status_code == 200
+    shown = (await api.client.get(f"/endpoints/{endpoint_id}")).json()
+    assert shown["headers"] == {"Authorization": replaced}
+
+
 async def test_a_wrong_setting_says_why_and_changes_nothing(api):
     endpoint_id = await endpoint_of(api, None, f"{CLOSED}/unchanged")
     async with signed_in(api, admin_token(api)) as client:

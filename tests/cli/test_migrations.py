@@ -1,6 +1,8 @@
 """Migrations: they build the models' schema; 0004's index may be built online beforehand
-(docs/deploy.md) and is kept; 0006's table rebuild keeps every row."""
+(docs/deploy.md) and is kept; 0006's table rebuild keeps every row; 0009 seals the custom
+header values (with the secret key) and its downgrade opens them."""
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,9 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hookline import migrate
+from hookline import migrate, secretbox
 from hookline.config import Settings
 from hookline.models import Base
+from hookline.secretbox import SEALED_PREFIX, SecretBox, SecretKeyError
 from tests.conftest import IN_CI, POSTGRES_URL, _pg_dsn
 from tests.support.db import inspection_engine as create_engine
 
@@ -222,3 +225,99 @@ async def test_0008_marks_old_attempts_scheduled_and_its_downgrade_drops_deleted
     assert left == ["wh_2"]
     assert back == (0, 0)
     assert attempts == 0
+
+
+TOKEN = "Bearer receiver-credential-0123456789"
+
+
+async def _endpoints_at_0008(engine: AsyncEngine, box: SecretBox) -> None:
+    """At 0008 (header values in plain text): one live endpoint with headers, one deleted with
+    headers, one without; the secrets sealed with `box`."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_to("0008"))
+        for number, headers in (
+            (1, {"Authorization": TOKEN, "X-Team": "payments"}),
+            (2, {"Authorization": TOKEN}),
+            (3, None),
+        ):
+            await conn.execute(
+                text(
+                    "INSERT INTO endpoints (id, url, secret, headers, enabled, created_at)"
+                    " VALUES (:id, :url, :secret, :headers, TRUE, '2026-01-01 00:00:00')"
+                ),
+                {
+                    "id": f"wh_{number}",
+                    "url": f"https://example.com/{number}",
+                    "secret": box.seal("whsec_c2VjcmV0LW9mLXRoZS1lbmRwb2ludC0xMjM0NQ=="),
+                    "headers": None if headers is None else json.dumps(headers),
+                },
+            )
+        await conn.execute(text("UPDATE endpoints SET deleted_at = created_at WHERE id = 'wh_2'"))
+
+
+async def _headers(engine: AsyncEngine) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT id, headers FROM endpoints ORDER BY id"))
+        return {row[0]: json.loads(row[1]) if isinstance(row[1], str) else row[1] for row in rows}
+
+
+async def _revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+async def test_0009_seals_plain_header_values_and_its_downgrade_opens_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    key = secretbox.generate_key()
+    box = SecretBox([key])
+    # The key from the settings, as `hookline migrate` and every start migrate.
+    settings = Settings(
+        _env_file=None, database_url=database_url, secret_key=key, data_dir=tmp_path / "data"
+    )
+    engine = migrate.migration_engine(settings)
+    try:
+        await _endpoints_at_0008(engine, box)
+        await migrate.upgrade(settings)
+        sealed = await _headers(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(
+                lambda c: command.downgrade(migrate._config(c, lambda: box), "0008")
+            )
+        opened = await _headers(engine)
+    finally:
+        await engine.dispose()
+
+    live = sealed["wh_1"]
+    assert set(live) == {"Authorization", "X-Team"}
+    assert all(value.startswith(SEALED_PREFIX) for value in live.values())
+    assert TOKEN not in json.dumps(sealed) and "payments" not in json.dumps(sealed)
+    assert {name: box.open(value) for name, value in live.items()} == {
+        "Authorization": TOKEN,
+        "X-Team": "payments",
+    }
+    assert sealed["wh_2"] is None  # deleted: its headers go, as DELETE's do now
+    assert sealed["wh_3"] is None
+    assert opened == {
+        "wh_1": {"Authorization": TOKEN, "X-Team": "payments"},
+        "wh_2": None,
+        "wh_3": None,
+    }
+
+
+async def test_0009_refuses_a_key_that_does_not_open_the_secrets_and_seals_nothing(
+    database_url: str,
+) -> None:
+    engine = migrate.migration_engine(Settings(_env_file=None, database_url=database_url))
+    try:
+        await _endpoints_at_0008(engine, SecretBox([secretbox.generate_key()]))
+        with pytest.raises(SecretKeyError, match="HOOKLINE_SECRET_KEY"):
+            await migrate.upgrade_engine(engine, SecretBox([secretbox.generate_key()]))
+        with pytest.raises(RuntimeError, match="needs the secret key"):
+            await migrate.upgrade_engine(engine)  # no key at all
+        headers, revision = await _headers(engine), await _revision(engine)
+    finally:
+        await engine.dispose()
+
+    assert headers["wh_1"] == {"Authorization": TOKEN, "X-Team": "payments"}
+    assert revision == "0008"

@@ -134,6 +134,68 @@ async def test_rotate_secret_key_reseals_the_old_secret_of_a_rotation_in_progres
     Webhook(registered["secret"]).verify(received.body, received.headers)
 
 
+async def test_rotate_secret_key_reseals_the_custom_header_values_too(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    old_key, new_key = secretbox.generate_key(), secretbox.generate_key()
+    data_dir = tmp_path / "data"
+    given = {"Authorization": "Bearer receiver-credential-0123456789"}
+    async with running_app(app_settings(data_dir, old_key)) as before:
+        body = {"url": receiver.url("/hook"), "events": ["user_registered"], "headers": given}
+        created = await before.client.post("/endpoints", json=body)
+        assert created.status_code == 201, created.text
+    endpoint_id = created.json()["id"]
+    sealed_old = stored_headers(data_dir)
+
+    result = hookline("rotate-secret-key", data_dir=data_dir, secret_key=f"{new_key},{old_key}")
+
+    assert result.returncode == 0, result.stderr
+    assert "re-sealed the secrets of 1 endpoint(s)" in result.stdout
+    sealed_new = stored_headers(data_dir)
+    assert SecretBox([old_key]).open(sealed_old["Authorization"]) == given["Authorization"]
+    assert sealed_new["Authorization"].startswith(SEALED_PREFIX)
+    assert SecretBox([new_key]).open(sealed_new["Authorization"]) == given["Authorization"]
+    with pytest.raises(SecretKeyError):
+        SecretBox([old_key]).open(sealed_new["Authorization"])
+    async with running_app(app_settings(data_dir, new_key)) as after:
+        shown = await after.client.get(f"/endpoints/{endpoint_id}")
+        pinged = await after.client.post(f"/endpoints/{endpoint_id}/ping")
+    assert shown.json()["headers"] == given
+    assert pinged.status_code == 200, pinged.text
+    [received] = receiver.at("/hook")
+    assert received.headers["Authorization"] == given["Authorization"]
+
+
+async def test_rotate_secret_key_changes_nothing_when_a_header_value_does_not_open(
+    tmp_path: Path,
+) -> None:
+    first_key, new_key = secretbox.generate_key(), secretbox.generate_key()
+    data_dir = tmp_path / "data"
+    async with running_app(app_settings(data_dir, first_key)) as before:
+        body = {"url": HOOK, "events": ["user_registered"], "headers": {"X-Api-Key": "k-123"}}
+        created = await before.client.post("/endpoints", json=body)
+        assert created.status_code == 201, created.text
+    lost = json.dumps({"X-Api-Key": SecretBox([secretbox.generate_key()]).seal("k-123")})
+    with sqlite3.connect(data_dir / "hookline.db") as db:
+        db.execute("UPDATE endpoints SET headers = ?", (lost,))
+    before_rows = stored_endpoints(data_dir), stored_headers(data_dir)
+
+    result = hookline("rotate-secret-key", data_dir=data_dir, secret_key=f"{new_key},{first_key}")
+
+    assert result.returncode == 2
+    assert "error: a stored endpoint secret does not open with HOOKLINE_SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (stored_endpoints(data_dir), stored_headers(data_dir)) == before_rows
+
+
+def stored_headers(data_dir: Path) -> dict[str, str]:
+    """The one endpoint's `headers` column, as stored."""
+    with sqlite3.connect(data_dir / "hookline.db") as db:
+        [(raw,)] = db.execute("SELECT headers FROM endpoints").fetchall()
+    found: dict[str, str] = json.loads(raw)
+    return found
+
+
 @pytest.mark.parametrize("bad_key", ["nope", "{new},", "{new},not-a-key"])
 def test_rotate_secret_key_with_a_malformed_key_exits_2_with_a_clear_error(
     tmp_path: Path, bad_key: str

@@ -19,6 +19,7 @@ from hookline.api.deps import (
     SenderDep,
     SettingsDep,
     StoreDep,
+    runtime_of,
 )
 from hookline.api.pagination import page
 from hookline.dashboard.pages import Form, FormDep, PageRoute, problems, redirect, render
@@ -163,6 +164,7 @@ async def _list_page(
     cursor = _query(request, "cursor")
     found = await store.read(
         endpoints.list_endpoints(
+            box=runtime_of(request).box,
             scope=session.scope,
             event=event,
             enabled=enabled,
@@ -248,7 +250,10 @@ async def _endpoint_page(
     previous_valid_until: datetime | None = None,
     status_code: int = 200,
 ) -> Response:
-    endpoint = await store.read(endpoints.summary(endpoint_id=endpoint_id, scope=session.scope))
+    box = runtime_of(request).box
+    endpoint = await store.read(
+        endpoints.summary(box=box, endpoint_id=endpoint_id, scope=session.scope)
+    )
     day_stats = await store.read(recent_by_status(endpoint_id=endpoint_id))
     status = _query(request, "status")
     if status not in STATUSES:
@@ -301,12 +306,14 @@ async def change_settings(
     form: FormDep,
     store: StoreDep,
     destinations: DestinationsDep,
+    box: SecretBoxDep,
 ) -> Response:
     try:
         patch = EndpointPatch.model_validate(_fields(form))
         await endpoints.update_endpoint(
             store=store,
             destinations=destinations,
+            box=box,
             endpoint_id=endpoint_id,
             patch=patch,
             scope=session.scope,
@@ -333,11 +340,13 @@ async def set_enabled(
     form: FormDep,
     store: StoreDep,
     destinations: DestinationsDep,
+    box: SecretBoxDep,
 ) -> Response:
     enabled = form.text("enabled") == "true"
     await endpoints.update_endpoint(
         store=store,
         destinations=destinations,
+        box=box,
         endpoint_id=endpoint_id,
         patch=EndpointPatch(enabled=enabled),
         scope=session.scope,

@@ -9,7 +9,7 @@ import json
 
 from fastapi import APIRouter, Request, Response
 
-from hookline.api.deps import StoreDep
+from hookline.api.deps import SecretBoxDep, StoreDep
 from hookline.api.pagination import page
 from hookline.dashboard.pages import FormDep, PageRoute, redirect, render
 from hookline.dashboard.session import PREFIX, SessionDep
@@ -68,12 +68,12 @@ async def event_page(
 
 @router.get("/deliveries/{delivery_id}")
 async def delivery_page(
-    request: Request, delivery_id: str, session: SessionDep, store: StoreDep
+    request: Request, delivery_id: str, session: SessionDep, store: StoreDep, box: SecretBoxDep
 ) -> Response:
     delivery = await store.read(log.get_delivery(delivery_id=delivery_id, scope=session.scope))
     try:
         endpoint = await store.read(
-            endpoints.summary(endpoint_id=delivery.endpoint_id, scope=session.scope)
+            endpoints.summary(box=box, endpoint_id=delivery.endpoint_id, scope=session.scope)
         )
     except NotFound:  # deleted since: its deliveries stay readable
         endpoint = None

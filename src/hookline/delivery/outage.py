@@ -5,6 +5,10 @@ of those fails. `Trouble` tells of an outage (`StoreUnavailable`) once when it s
 once when the database answers again, with how long it lasted. Any other failure (a bug, a
 schema not migrated yet) keeps its traceback, at most once a minute for each kind of work,
 with a count of the ones left out.
+
+That traceback never shows the statement's parameters (receivers' answers, custom header values,
+payloads): a PostgreSQL error's text can quote them, so it is shown by its kind, SQLSTATE and
+the names of what it concerns instead (`logs.loggable`).
 """
 
 import logging
@@ -60,7 +64,7 @@ class Trouble:
         self._reported_at[work] = now
         left_out = self._left_out.pop(work, 0)
         since = f" ({left_out} more since the last report)" if left_out else ""
-        self._log.error("%s failed%s%s", work, detail, since, exc_info=exc)
+        self._log.error("%s failed%s%s", work, detail, since, exc_info=logs.loggable(exc))
 
     def succeeded(self) -> None:
         """The database answered: end the outage, if there was one."""

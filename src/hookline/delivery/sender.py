@@ -129,7 +129,8 @@ class Sender:
         self._destinations = destinations or ssrf.DestinationCheck(
             allow_private_networks=allow_private_networks, resolver=resolver
         )
-        # Secrets come sealed as stored; only signing sees them open.
+        # Secrets and custom header values come sealed as stored; only signing and the request
+        # see them open.
         self._box = box
         self._session: aiohttp.ClientSession | None = None
         # Answers are kept as they come: a compressed one would be stored unreadable.
@@ -191,11 +192,6 @@ class Sender:
         started_at = utcnow()
         started = time.perf_counter()
         stamp = int(time.time())
-        # The endpoint's custom headers first: ours override them (reserved names are refused
-        # when they are set, this is the second line).
-        request_headers = dict(headers or {})
-        request_headers["webhook-id"] = msg_id
-        request_headers["webhook-timestamp"] = str(stamp)
         # What the attempt records: set once the request goes out, and once an answer came.
         sent: dict[str, str] | None = None
         answered: dict[str, str] | None = None
@@ -220,10 +216,16 @@ class Sender:
                 return finish(error_kind="invalid_url", error=_describe(exc))
 
         try:
-            # Inside the try: a secret that does not open is an attempt that failed (recorded,
-            # retried), never a delivery dropped.
+            # Inside the try: a secret or header value that does not open is an attempt that
+            # failed (recorded, retried), never a delivery dropped.
             if self._box is not None:
                 secrets = [self._box.open(secret) for secret in secrets]
+                headers = {name: self._box.open(value) for name, value in (headers or {}).items()}
+            # The endpoint's custom headers first: ours override them (reserved names are
+            # refused when they are set, this is the second line).
+            request_headers = dict(headers or {})
+            request_headers["webhook-id"] = msg_id
+            request_headers["webhook-timestamp"] = str(stamp)
             request_headers["webhook-signature"] = signing.signature_header(
                 secrets, msg_id, stamp, body
             )

@@ -1,10 +1,12 @@
 """Alembic environment: uses the connection hookline hands in, or builds one from Settings."""
 
 import asyncio
+from functools import partial
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from hookline import secretbox
 from hookline.config import Settings
 from hookline.migrate import migration_engine
 from hookline.models import Base
@@ -23,7 +25,10 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_standalone() -> None:
-    engine = migration_engine(Settings())
+    settings = Settings()
+    if context.config.attributes.get("secret_box") is None:  # for 0009's sealing
+        context.config.attributes["secret_box"] = partial(secretbox.load, settings)
+    engine = migration_engine(settings)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()

@@ -36,7 +36,7 @@ class Claimed:
     endpoint_id: str
     url: str
     secrets: tuple[str, ...]  # sealed; the old one too while a rotation lasts
-    headers: dict[str, str] | None
+    headers: dict[str, str] | None  # each value sealed, as stored: the sender opens them
     # Seconds to wait before sending: a rate-limited endpoint's attempts are spaced 1/rate apart.
     wait: float = 0.0
     # Its endpoint's next delivery waits for this one's result: record it without delay.

@@ -18,7 +18,7 @@ from hookline.api.pagination import Cursor, Page, PageLimit, page
 from hookline.api.responses import AUTH
 from hookline.events import log
 from hookline.events.schemas import DeliveryOut, DeliveryStatus
-from hookline.webhooks import endpoints, service
+from hookline.webhooks import endpoints
 from hookline.webhooks.schemas import (
     EndpointCreate,
     EndpointCreated,
@@ -44,6 +44,7 @@ _404: dict[int | str, dict[str, Any]] = {404: {"description": "No such endpoint"
 async def list_endpoints(
     store: StoreDep,
     caller: CallerDep,
+    box: SecretBoxDep,
     event: Annotated[
         str | None, Query(max_length=64, description="Subscribed to this event (or to `*`).")
     ] = None,
@@ -61,6 +62,7 @@ async def list_endpoints(
     that user."""
     found = await store.read(
         endpoints.list_endpoints(
+            box=box,
             scope=caller.scope,
             event=event,
             enabled=enabled,
@@ -112,22 +114,21 @@ async def create_endpoint(
             request=body,
             work=creation,
             status_code=status.HTTP_201_CREATED,
-            remember=_remembered_creation,
-            restore=service.with_secret(box),
+            # Neither secrets nor custom headers are stored with answers: a replay reads the
+            # endpoint's own.
+            remember=endpoints.remembered_creation,
+            restore=endpoints.with_secret_and_headers(box),
         )
     )
 
 
-def _remembered_creation(created: EndpointCreated) -> dict[str, Any]:
-    # Secrets are not stored with answers: a replay reads the endpoint's own.
-    return created.model_dump(mode="json", exclude={"secret"})
-
-
 @by_id.get("", responses=_404)
-async def get_endpoint(endpoint_id: EndpointId, store: StoreDep, caller: CallerDep) -> EndpointOut:
+async def get_endpoint(
+    endpoint_id: EndpointId, store: StoreDep, caller: CallerDep, box: SecretBoxDep
+) -> EndpointOut:
     """The endpoint, its events and delivery counts by status (pings left out: they are
     probes); never its secret."""
-    return await store.read(endpoints.get(endpoint_id=endpoint_id, scope=caller.scope))
+    return await store.read(endpoints.get(box=box, endpoint_id=endpoint_id, scope=caller.scope))
 
 
 @by_id.patch(
@@ -140,6 +141,7 @@ async def update_endpoint(
     store: StoreDep,
     caller: CallerDep,
     destinations: DestinationsDep,
+    box: SecretBoxDep,
 ) -> EndpointOut:
     """Change the URL, events, description, custom headers, or enable/disable it.
 
@@ -149,6 +151,7 @@ async def update_endpoint(
     return await endpoints.update_endpoint(
         store=store,
         destinations=destinations,
+        box=box,
         endpoint_id=endpoint_id,
         patch=patch,
         scope=caller.scope,

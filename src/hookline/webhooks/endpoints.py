@@ -4,10 +4,13 @@ their rotation, ping.
 Every unit takes the caller's `scope`: None for the admin, who sees every endpoint, or a user's
 id: a user sees only its own, and another's is 404, as if it did not exist. A deleted endpoint
 (`deleted_at`) is 404 to everyone, as if it did not exist; its deliveries stay readable.
+
+Secrets and custom header values are sealed at rest (secretbox.py): every write seals them, every
+view opens them, the sender opens what the claim hands it as stored.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -94,13 +97,17 @@ _SUBSCRIBE = sql(
     "INSERT INTO subscriptions (endpoint_id, event) VALUES (:id, :event) ON CONFLICT DO NOTHING"
 )
 # Kept, hidden, for its deliveries' sake (retention removes it once they are pruned); its
-# secrets go at once, and its URL is free again (the unique indexes leave deleted rows out).
+# secrets and custom headers (often a receiver's credentials) go at once, and its URL is free
+# again (the unique indexes leave deleted rows out).
 _REMOVE = sql(
     "UPDATE endpoints SET deleted_at = {now}, secret = '', old_secret = NULL,"
-    " old_secret_until = NULL WHERE id = :id AND deleted_at IS NULL RETURNING id"
+    " old_secret_until = NULL, headers = NULL WHERE id = :id AND deleted_at IS NULL RETURNING id"
 )
 _UNSUBSCRIBE_ALL = sql("DELETE FROM subscriptions WHERE endpoint_id = :id")
 _SECRET = sql("SELECT secret FROM endpoints WHERE id = :id AND deleted_at IS NULL")
+_SECRET_AND_HEADERS = sql(
+    "SELECT secret, headers FROM endpoints WHERE id = :id AND deleted_at IS NULL"
+)
 # SET reads the row as it was: the present secret becomes the old one.
 # A second rotation inside the overlap would drop the first secret at once, while receivers
 # were promised 24 hours with it: refused until the overlap has passed.
@@ -134,12 +141,25 @@ def require_visible(endpoint_id: str, scope: Scope) -> Unit[None]:
         raise _not_found(endpoint_id)
 
 
-def _summary(row: Sequence[Any], events: list[str]) -> dict[str, Any]:
+def sealed_headers(box: SecretBox, headers: dict[str, str] | None) -> dict[str, str] | None:
+    """Custom headers as stored: names readable, each value sealed."""
+    if not headers:
+        return None
+    return {name: box.seal(value) for name, value in headers.items()}
+
+
+def opened_headers(box: SecretBox, stored: Any) -> dict[str, str]:
+    """The stored headers column (JSON) as given: each value opened (SecretKeyError when the
+    key does not open one, as for a secret)."""
+    return {name: box.open(value) for name, value in (js(stored) or {}).items()}
+
+
+def _summary(box: SecretBox, row: Sequence[Any], events: list[str]) -> dict[str, Any]:
     return {
         "id": row[0],
         "url": row[1],
         "description": row[2],
-        "headers": js(row[3]) or {},
+        "headers": opened_headers(box, row[3]),
         "enabled": bool(row[4]),
         "disabled_reason": row[5],
         "disabled_at": ts(row[6]),
@@ -153,8 +173,8 @@ def _summary(row: Sequence[Any], events: list[str]) -> dict[str, Any]:
     }
 
 
-def get(*, endpoint_id: str, scope: Scope = None) -> Unit[EndpointOut]:
-    fields = yield from _fields(endpoint_id, scope)
+def get(*, box: SecretBox, endpoint_id: str, scope: Scope = None) -> Unit[EndpointOut]:
+    fields = yield from _fields(box, endpoint_id, scope)
     stats = yield from counts.by_status(endpoint_id)
     return EndpointOut(
         **fields,
@@ -162,20 +182,21 @@ def get(*, endpoint_id: str, scope: Scope = None) -> Unit[EndpointOut]:
     )
 
 
-def summary(*, endpoint_id: str, scope: Scope = None) -> Unit[EndpointSummary]:
+def summary(*, box: SecretBox, endpoint_id: str, scope: Scope = None) -> Unit[EndpointSummary]:
     """The endpoint without its counts (which read every delivery it has: the dashboard's
     pages, which must stay fast with a long history, count a recent window instead)."""
-    return EndpointSummary(**(yield from _fields(endpoint_id, scope)))
+    return EndpointSummary(**(yield from _fields(box, endpoint_id, scope)))
 
 
-def _fields(endpoint_id: str, scope: Scope) -> Unit[dict[str, Any]]:
+def _fields(box: SecretBox, endpoint_id: str, scope: Scope) -> Unit[dict[str, Any]]:
     endpoint = yield from _load(endpoint_id, scope)
     subscribed = yield units.rows(_EVENTS, {"id": endpoint_id})
-    return _summary(endpoint, [row[0] for row in subscribed])
+    return _summary(box, endpoint, [row[0] for row in subscribed])
 
 
 def list_endpoints(
     *,
+    box: SecretBox,
     scope: Scope,
     event: str | None,
     enabled: bool | None,
@@ -204,7 +225,7 @@ def list_endpoints(
         ids = [row[0] for row in rows]
         for endpoint_id, name in (yield units.rows(_EVENTS_OF_MANY, {"ids": ids})):
             subscribed.setdefault(endpoint_id, []).append(name)
-    return [EndpointSummary(**_summary(row, subscribed.get(row[0], []))) for row in rows]
+    return [EndpointSummary(**_summary(box, row, subscribed.get(row[0], []))) for row in rows]
 
 
 def _like(text: str) -> str:
@@ -275,7 +296,7 @@ def _create(
             "owner_id": owner_id,
             "description": body.description,
             "secret": box.seal(secret),
-            "headers": headers,
+            "headers": sealed_headers(box, headers),
             "filter": body.filter,
             "rate_limit": body.rate_limit,
             "ordered": body.ordered,
@@ -290,8 +311,31 @@ def _create(
     if ping_new:
         data = {"message": service.CREATED_PING_MESSAGE, "webhook_id": endpoint_id, "url": body.url}
         yield from events.publish(event=events.PING, data=data, to=[endpoint_id])
-    created = yield from get(endpoint_id=endpoint_id)
+    created = yield from get(box=box, endpoint_id=endpoint_id)
     return EndpointCreated(**created.model_dump(), secret=secret)
+
+
+def remembered_creation(created: EndpointCreated) -> dict[str, Any]:
+    """What an idempotent creation stores of its answer: neither the secret nor the custom
+    headers (a replay reads the endpoint's own, `with_secret_and_headers`)."""
+    return created.model_dump(mode="json", exclude={"secret", "headers"})
+
+
+def with_secret_and_headers(
+    box: SecretBox,
+) -> Callable[[dict[str, Any]], Unit[dict[str, Any]]]:
+    """For an idempotent replay of a creation: put the endpoint's secret and custom headers
+    back into the stored answer."""
+
+    def restore(stored: dict[str, Any]) -> Unit[dict[str, Any]]:
+        found = yield units.one(_SECRET_AND_HEADERS, {"id": stored["id"]})
+        if found is None:
+            raise Conflict(
+                f"The webhook '{stored['id']}' this Idempotency-Key created no longer exists"
+            )
+        return stored | {"headers": opened_headers(box, found[1]), "secret": box.open(found[0])}
+
+    return restore
 
 
 def _check_filter(filter_: dict[str, Any] | None) -> None:
@@ -333,6 +377,7 @@ async def update_endpoint(
     *,
     store: Store,
     destinations: DestinationCheck,
+    box: SecretBox,
     endpoint_id: str,
     patch: EndpointPatch,
     scope: Scope = None,
@@ -345,7 +390,7 @@ async def update_endpoint(
             await urls.check_destination(urls.check(patch.url), destinations)
         except AppError as exc:
             url_refusal = exc
-    updated, disabled = await store.write(_update(endpoint_id, patch, url_refusal, scope))
+    updated, disabled = await store.write(_update(box, endpoint_id, patch, url_refusal, scope))
     if disabled:
         reason = DISABLED_BY_REQUEST
         log.info(
@@ -355,7 +400,11 @@ async def update_endpoint(
 
 
 def _update(
-    endpoint_id: str, patch: EndpointPatch, url_refusal: AppError | None, scope: Scope
+    box: SecretBox,
+    endpoint_id: str,
+    patch: EndpointPatch,
+    url_refusal: AppError | None,
+    scope: Scope,
 ) -> Unit[tuple[EndpointOut, bool]]:
     """The endpoint changed, and whether this disabled it."""
     endpoint = yield from _load(endpoint_id, scope)
@@ -370,7 +419,7 @@ def _update(
     if "description" in given:
         yield units.execute(_SET_DESCRIPTION, {"id": endpoint_id, "description": patch.description})
     if "headers" in given:
-        headers = _checked_headers(patch.headers)
+        headers = sealed_headers(box, _checked_headers(patch.headers))
         yield units.execute(_SET_HEADERS, {"id": endpoint_id, "headers": headers})
     if "filter" in given:
         _check_filter(patch.filter)
@@ -384,7 +433,7 @@ def _update(
         yield from health.enable(endpoint_id)
     elif patch.enabled is False and enabled:
         disabled = yield from health.disable([endpoint_id], reason=DISABLED_BY_REQUEST)
-    return (yield from get(endpoint_id=endpoint_id)), bool(disabled)
+    return (yield from get(box=box, endpoint_id=endpoint_id)), bool(disabled)
 
 
 def _change_url(endpoint_id: str, url: str) -> Unit[None]:

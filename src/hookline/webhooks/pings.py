@@ -34,7 +34,7 @@ class PingTarget:
     endpoint_id: str
     url: str
     secrets: tuple[str, ...]  # sealed, as stored
-    headers: dict[str, str] | None
+    headers: dict[str, str] | None  # each value sealed, as stored: the sender opens them
 
     @classmethod
     def of(cls, row: Sequence[Any]) -> "PingTarget":
