@@ -199,6 +199,46 @@ async def test_list_membership_and_later_times_on_both_databases(store: Store) -
     assert await store.read(after(None)) is None
 
 
+async def test_units_handed_over_in_one_turn_are_one_group_on_sqlite(
+    settings: Settings, store: Store
+) -> None:
+    """SQLite's writer takes the units an event loop handed over in one turn together (one
+    transaction, so a failed COMMIT fails them all), whatever the writer was doing meanwhile."""
+    if not settings.is_sqlite:
+        pytest.skip("PostgreSQL runs each unit in its own transaction")
+    table = "deferred_check_turn"
+    await store.write(
+        _run(
+            sql(
+                f"CREATE TABLE {table} (id TEXT PRIMARY KEY, user_id TEXT"
+                " REFERENCES users (id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
+    )
+    orphan = sql(f"INSERT INTO {table} (id, user_id) VALUES ('x', 'usr_nobody')")
+    try:
+        results = await asyncio.gather(
+            *(store.write(add_user(f"t{i}")) for i in range(20)),
+            store.write(_run(orphan)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert await store.read(usernames()) == []
+    finally:
+        await store.write(_run(sql(f"DROP TABLE {table}")))
+
+
+async def test_units_handed_over_just_before_close_are_still_answered(store: Store) -> None:
+    late = asyncio.create_task(store.write(add_user("late")))
+    await asyncio.sleep(0)  # the task hands its unit over; the turn has not ended
+    await store.close()
+    assert await late == "usr_late"
+
+
+def _run(statement: Any) -> Unit[None]:
+    yield units.execute(statement)
+
+
 async def test_a_closed_store_refuses_work(store: Store) -> None:
     await store.close()
     with pytest.raises(StoreUnavailable):

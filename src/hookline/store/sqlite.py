@@ -5,6 +5,11 @@ waiting, runs each in a savepoint of one transaction (a unit that fails rolls ba
 its caller gets its error), commits, and only then answers the callers, so nothing is
 acknowledged before it is durable. Reads run on a second connection in its own thread (WAL lets
 them run beside the writer). Neither blocks the event loop.
+
+The units an event loop hands over in one turn go to the writer together, at the end of that
+turn: a commit costs about as much for one unit as for thirty, and a writer woken by the first
+unit of a burst (whenever the loop lets go of the GIL, in a socket write or a log line) would
+commit it nearly alone, then the next few, and so on.
 """
 
 import asyncio
@@ -147,7 +152,10 @@ class SqliteBackend:
     def __init__(self, path: Path, on_wake: Callable[[], None]) -> None:
         self.path = path
         self._on_wake = on_wake
-        self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
+        self._jobs: SimpleQueue[list[_Job] | None] = SimpleQueue()
+        # The units each event loop has handed over in its current turn, not yet queued.
+        self._batches: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        self._stopped = False  # the writer was told to stop: nothing queued now is run
         self._writer = threading.Thread(
             target=self._write_loop, name="hookline-writer", daemon=True
         )
@@ -164,9 +172,23 @@ class SqliteBackend:
             raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         job = _Job(unit, loop, loop.create_future())
-        self._jobs.put(job)
+        batch = self._batches.get(loop)
+        if batch is None:
+            batch = self._batches[loop] = []
+            loop.call_soon(self._hand_off, loop)
+        batch.append(job)
         result: T = await job.future
         return result
+
+    def _hand_off(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue the units `loop` handed over in its last turn, for the writer's next group."""
+        batch = self._batches.pop(loop, None)
+        if not batch:
+            return
+        if self._stopped:
+            _settle(batch, None, StoreUnavailable("the store is closed"))
+            return
+        self._jobs.put(batch)
 
     async def read(self, unit: Unit[T]) -> T:
         if self._closed:
@@ -194,6 +216,9 @@ class SqliteBackend:
         if self._closed:
             return
         self._closed = True
+        for loop in list(self._batches):  # written just now: they go before the stop
+            self._hand_off(loop)
+        self._stopped = True
         self._jobs.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
         self._reader.submit(self._close_reader)
@@ -225,22 +250,25 @@ class SqliteBackend:
 
     def _write_loop(self) -> None:
         conn: sqlite3.Connection | None = None
+        waiting: list[_Job] = []  # taken from the queue, not yet run (past MAX_GROUP)
+        stopping = False  # _STOP was taken: run what is waiting, then end
         try:
             while True:
-                first = self._jobs.get()
-                if first is _STOP:
-                    return
-                group = [first]
-                stop = False
-                while len(group) < MAX_GROUP:
+                if not waiting:
+                    first = self._jobs.get()
+                    if first is _STOP:
+                        return
+                    waiting.extend(first)
+                while len(waiting) < MAX_GROUP and not stopping:
                     try:
-                        job = self._jobs.get_nowait()
+                        jobs = self._jobs.get_nowait()
                     except Empty:
                         break
-                    if job is _STOP:
-                        stop = True
-                        break
-                    group.append(job)
+                    if jobs is _STOP:
+                        stopping = True
+                    else:
+                        waiting.extend(jobs)
+                group, waiting = waiting[:MAX_GROUP], waiting[MAX_GROUP:]
                 try:
                     if conn is None:
                         conn = connect(self.path)
@@ -254,7 +282,7 @@ class SqliteBackend:
                     if conn is not None:
                         _rollback(conn)
                 self._answer(group)
-                if stop:
+                if stopping and not waiting:
                     return
         finally:
             if conn is not None:
@@ -292,11 +320,18 @@ class SqliteBackend:
                 loop.call_soon_threadsafe(_settle, jobs, self._on_wake if woken else None)
 
 
-def _settle(jobs: list[_Job], wake: Callable[[], None] | None) -> None:
+def _settle(
+    jobs: list[_Job], wake: Callable[[], None] | None, error: BaseException | None = None
+) -> None:
+    """Answer the jobs' callers (in their loop); `error` answers them all, unrun."""
     for job in jobs:
+        if error is not None:
+            job.unit.close()
         if job.future.done():
             continue
-        if job.error is not None:
+        if error is not None:
+            job.future.set_exception(error)
+        elif job.error is not None:
             job.future.set_exception(job.error)
         else:
             job.future.set_result(job.result)
