@@ -371,8 +371,20 @@ async def test_the_receiver_gets_the_header_values_opened(
         await receiver.wait_for(1, path="/hook", timeout=5)
         pinged = await running.client.post(f"/endpoints/{endpoint_id}/ping")  # sent at once
         assert pinged.status_code == 200, pinged.text
+        engine = running.app.state.test_db.engine
+
+        async def both_attempts_recorded() -> bool:
+            async with engine.connect() as conn:
+                return len((await conn.execute(select(Attempt.id))).all()) == 2
+
+        await wait_until(both_attempts_recorded, timeout=5, what="both attempts recorded")
+        dump = await everything_stored(running)
 
     assert_headers_sealed(stored, given)
+    # Nor in the attempts' recorded request headers: the names, with the values redacted.
+    assert TOKEN not in dump and API_KEY not in dump
+    recorded = pinged.json()["attempt"]["request_headers"]
+    assert (recorded["authorization"], recorded["x-api-key"]) == ("(redacted)", "(redacted)")
     delivered, ping = receiver.at("/hook")
     for received in (delivered, ping):
         assert headers_of(received)["authorization"] == TOKEN

@@ -29,6 +29,10 @@ MAX_INFORMATIONAL_RESPONSES = 10
 USER_AGENT = f"hookline/{__version__}"
 
 
+# What an attempt records in place of the value of each of its endpoint's custom headers.
+REDACTED = "(redacted)"
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one attempt came to; `error_kind` is None only for an answered request."""
@@ -39,8 +43,9 @@ class Outcome:
     response_body: str | None = None
     error_kind: str | None = None
     error: str | None = None
-    # The request's headers as sent (the signature included; None when nothing was sent) and
-    # the answer's (None when none came), lowercased names.
+    # The request's headers as sent (the signature included, the endpoint's custom header
+    # values redacted; None when nothing was sent) and the answer's (None when none came),
+    # lowercased names.
     request_headers: dict[str, str] | None = None
     response_headers: dict[str, str] | None = None
     # Seconds the receiver asked to wait (Retry-After on 429 or 503); not stored.
@@ -229,7 +234,10 @@ class Sender:
             request_headers["webhook-signature"] = signing.signature_header(
                 secrets, msg_id, stamp, body
             )
+            # Recorded with the endpoint's own header values hidden: they are often a
+            # receiver's credentials, sealed at rest, and the attempt is kept in the clear.
             sent = {**self._headers, **{k.lower(): v for k, v in request_headers.items()}}
+            sent.update((name.lower(), REDACTED) for name in headers or ())
             async with self._session.post(
                 url, data=body, headers=request_headers, allow_redirects=False
             ) as response:
