@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TextIO
@@ -32,6 +33,8 @@ _FIELDS = "hookline_fields"
 _TEXT_LAYOUT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # A text value written bare: no space, quote, equals sign or control character.
 _BARE = re.compile(r"[^\s\"'=\\\x00-\x1f\x7f]+")
+# Values JSON holds as they are, told by their exact type (a subclass takes the long way).
+_JSON_TYPES = frozenset({str, int, float, bool, type(None)})
 
 # Loggers that say too much at INFO for a service's log.
 _QUIET = {"alembic": logging.WARNING}
@@ -52,6 +55,8 @@ def fields_of(record: logging.LogRecord) -> Mapping[str, Any]:
 
 def _plain(value: Any) -> Any:
     """A value as JSON holds it: datetimes as ISO 8601 UTC, anything unknown as its str()."""
+    if type(value) in _JSON_TYPES:  # most fields: a line is written per attempt
+        return value
     if isinstance(value, datetime):
         return _iso(value)
     if value is None or isinstance(value, bool | int | float | str):
@@ -77,9 +82,29 @@ class TextFormatter(_Formatter):
 
     def __init__(self) -> None:
         super().__init__(_TEXT_LAYOUT)
+        # The time's text to the second, for the second it was made for: the lines of one
+        # second share it (strftime and localtime cost more than the rest of a short line).
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        msec_format = self.default_msec_format
+        if datefmt is not None or msec_format is None or self.converter is not time.localtime:
+            return super().formatTime(record, datefmt)
+        second, text = self._second
+        if int(record.created) != second:
+            second = int(record.created)
+            text = time.strftime(self.default_time_format, time.localtime(record.created))
+            self._second = (second, text)
+        return msec_format % (text, record.msecs)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        if record.exc_info or record.exc_text or record.stack_info:
+            line = super().format(record)
+        else:
+            # What Formatter.format makes of _TEXT_LAYOUT for a line without a traceback.
+            record.message = record.getMessage()
+            record.asctime = self.formatTime(record, self.datefmt)
+            line = f"{record.asctime} {record.levelname} {record.name} {record.message}"
         extra = fields_of(record)
         if not extra:
             return line
@@ -89,10 +114,16 @@ class TextFormatter(_Formatter):
 
 
 def _text_value(value: Any) -> str:
-    plain = _plain(value)
-    if isinstance(plain, bool):
-        return "true" if plain else "false"
-    text = str(plain)
+    kind = type(value)
+    if kind is int or kind is float:
+        return str(value)  # digits, sign, point, exponent, inf or nan: always bare
+    if kind is str:
+        text = value
+    else:
+        plain = _plain(value)
+        if isinstance(plain, bool):
+            return "true" if plain else "false"
+        text = str(plain)
     return text if _BARE.fullmatch(text) else json.dumps(text, ensure_ascii=False)
 
 

@@ -58,6 +58,20 @@ def test_a_text_line_ends_with_its_fields_quoted_when_they_must_be() -> None:
     assert "\n" not in line and "skipped" not in line
 
 
+def test_a_text_line_begins_as_loggings_own_formatter_writes_it() -> None:
+    """The line is filled without Formatter.format and its time text is kept for a second:
+    the same text, second after second, with or without fields."""
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    formatter = logs.TextFormatter()
+    for created in (1764763200.0, 1764763200.999, 1764763201.5, 1764763199.25, 1764849600.007):
+        line = record("attempt succeeded", attempt=1, host="example.com")
+        line.created, line.msecs = created, int((created - int(created)) * 1000) + 0.0
+        bare = record("two\nlines")
+        bare.created, bare.msecs = line.created, line.msecs
+        assert formatter.format(line) == f"{plain.format(line)} attempt=1 host=example.com"
+        assert formatter.format(bare) == plain.format(bare)
+
+
 def test_a_json_line_holds_the_same_fields_typed() -> None:
     when = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
     line = logs.JsonFormatter().format(record("attempt failed", attempt=2, retry_at=when, ok=True))
