@@ -7,6 +7,7 @@ duration and, when the delivery will be tried again, when. Never a header, a sec
 body sent or the answer received, nor the error's text (an invalid URL's error quotes it).
 """
 
+import functools
 import logging
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from hookline.store.status import Status
 log = logging.getLogger("hookline.worker")
 
 
+@functools.lru_cache(maxsize=4096)  # the same few endpoints' URLs, attempt after attempt
 def host_of(url: str) -> str:
     """The host of a URL, without scheme, credentials, port, path or query ("?" if none)."""
     try:
@@ -33,13 +35,17 @@ def host_of(url: str) -> str:
 
 def attempt(item: Claimed, number: int, outcome: Outcome, decision: Decision) -> None:
     """Log attempt `number` of `item` (INFO if it succeeded, else WARNING) and count it."""
+    metrics.observe(outcome, first=number == 1, event_created_at=item.event_created_at)
+    level = logging.INFO if outcome.ok else logging.WARNING
+    if not log.isEnabledFor(level):
+        return  # the line's fields cost more than the check
     retry_in = retry_at = None
     if decision.status is Status.PENDING and decision.delay is not None:
         retry_in = round(decision.delay, 3)
         # The delay runs on the database's clock from the record; this is the worker's guess.
         retry_at = utcnow() + timedelta(seconds=decision.delay)
     log.log(
-        logging.INFO if outcome.ok else logging.WARNING,
+        level,
         "attempt succeeded" if outcome.ok else "attempt failed",
         extra=logs.fields(
             event_id=item.event_id,
@@ -56,7 +62,6 @@ def attempt(item: Claimed, number: int, outcome: Outcome, decision: Decision) ->
             retry_at=retry_at,
         ),
     )
-    metrics.observe(outcome, first=number == 1, event_created_at=item.event_created_at)
 
 
 def endpoint_disabled(endpoint_id: str, reason: str) -> None:
