@@ -1,9 +1,10 @@
 import time
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from hookline.delivery import signing
+from hookline.delivery import envelope, signing
 
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
@@ -118,3 +119,16 @@ def test_verify_accepts_timestamp_at_the_edge_of_tolerance() -> None:
 def test_secret_key_rejects_malformed_secrets(secret: str) -> None:
     with pytest.raises(ValueError):
         signing.secret_key(secret)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 12, 3, 14, 4, 1, 236000, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2030, 6, 7, 8, 9, 10, tzinfo=UTC),
+    ],
+)
+def test_the_envelopes_timestamp_is_rfc3339_with_microseconds(moment: datetime) -> None:
+    assert envelope.timestamp(moment) == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -36,7 +36,17 @@ _SUBSCRIBERS = sql(
 
 def timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds and a `Z`, as every hookline timestamp is written."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # strftime("%Y-%m-%dT%H:%M:%S.%fZ") by hand: the same text for a fifth of the cost (every
+    # delivery's body has one).
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - the fastest here
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
 
 
 @dataclass(frozen=True, slots=True)
