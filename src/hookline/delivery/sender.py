@@ -236,8 +236,11 @@ class Sender:
             )
             # Recorded with the endpoint's own header values hidden: they are often a
             # receiver's credentials, sealed at rest, and the attempt is kept in the clear.
-            sent = {**self._headers, **{k.lower(): v for k, v in request_headers.items()}}
-            sent.update((name.lower(), REDACTED) for name in headers or ())
+            if headers:
+                sent = self._headers | {k.lower(): v for k, v in request_headers.items()}
+                sent.update((name.lower(), REDACTED) for name in headers)
+            else:  # only ours, lowercase already
+                sent = self._headers | request_headers
             async with self._session.post(
                 url, data=body, headers=request_headers, allow_redirects=False
             ) as response:
@@ -296,7 +299,12 @@ def kept_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def _storable(text: str) -> str:
+    if text.isascii() and "\x00" not in text:  # nearly every header: nothing to replace
+        return text
     return text.encode("utf-8", "replace").decode().replace("\x00", "\ufffd")
+
+
+_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
 
 
 async def _read_limited(response: aiohttp.ClientResponse) -> str:
@@ -308,8 +316,10 @@ async def _read_limited(response: aiohttp.ClientResponse) -> str:
             break
         chunks.append(chunk)
         size += len(chunk)
+    if not chunks:
+        return ""
     # Not final: a character the limit cut in half is dropped, not turned into U+FFFD.
-    text = codecs.getincrementaldecoder("utf-8")("replace").decode(b"".join(chunks), final=False)
+    text = _UTF8_DECODER("replace").decode(b"".join(chunks), final=False)
     # PostgreSQL text cannot hold NUL characters.
     return text.replace("\x00", "\ufffd")
 
