@@ -128,11 +128,20 @@ async def test_hanging_endpoint_holds_at_most_its_cap_while_healthy_one_gets_eve
     cap, timeout = settings.worker_per_endpoint, settings.delivery_timeout
     receiver.hang("/stuck")
     async with running_app(settings, run_worker=True) as running:
-        await subscribe(running.client, receiver.url("/stuck"))
+        # An endpoint that has answered (here at another URL) gets its full cap when it hangs;
+        # one the worker has never seen answer would get one attempt at a time.
+        stuck = await subscribe(running.client, receiver.url("/answered"))
         await subscribe(running.client, receiver.url("/healthy"))
+        await register_user(running.client, "first")
+        await receiver.wait_for(1, path="/answered", timeout=timeout)
+        await receiver.wait_for(1, path="/healthy", timeout=timeout)
+        moved = await running.client.patch(
+            f"/webhooks/{stuck['id']}", json={"url": receiver.url("/stuck")}
+        )
+        assert moved.status_code == 200, moved.text
         for n in range(5):
             await register_user(running.client, f"user{n}")
-        await receiver.wait_for(5, path="/healthy", timeout=timeout)
+        await receiver.wait_for(6, path="/healthy", timeout=timeout)
         # The third request to the stuck endpoint has to wait for one of the first two.
         await receiver.wait_for(cap + 2, path="/stuck", timeout=timeout + 3)
 

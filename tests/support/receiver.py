@@ -2,7 +2,7 @@
 
 receiver.script("/flaky", [500, 500, 200])   # answers in order, then the last one forever
 receiver.script("/big", [200], body="x" * 10_000, delay=0.5)  # this body, after half a second
-receiver.hang("/slow")                       # never answers (until the test ends)
+receiver.hang("/slow")                       # never answers (until the test ends or release())
 receiver.redirect("/moved", "/elsewhere")    # 307 to another path
 await receiver.wait_for(3, path="/flaky")
 """
@@ -77,6 +77,10 @@ class Receiver:
 
     def hang(self, path: str) -> None:
         self._hanging.add(path)
+
+    def release(self) -> None:
+        """Answer every hanging request now (504), and any that comes from now on."""
+        self._release.set()
 
     def redirect(self, path: str, to: str) -> None:
         self._redirects[path] = to

@@ -57,9 +57,23 @@ class Worker:
         self._trouble = outage.Trouble(log, retry_every=settings.poll_interval)
         # The slow lane: endpoints whose last attempt timed out (a receiver that hangs, or a
         # firewall that drops packets) share a few slots, one attempt each at a time, so that
-        # however many hang, the healthy ones keep the rest. An answer takes one out of it.
+        # however many hang, the healthy ones keep the rest. An answer takes one out of it,
+        # into probation.
         self._slow_lane = max(1, settings.worker_concurrency // 8)
         self._slow: set[str] = set()
+        # Probation (a "half-open" start): the worker learns that an endpoint hangs only when
+        # an attempt times out, so an endpoint it has not seen answer (since it started, or
+        # since the endpoint left the slow lane) is unproven: one attempt at a time, and the
+        # unproven and slow endpoints together at most `_probation` attempts, so that a
+        # quarter of the slots stays with the proven ones however many hang. Its first answer
+        # (any status) proves it: the normal cap from then on; a timeout sends it to the slow
+        # lane.
+        concurrency = settings.worker_concurrency
+        self._probation = max(1, concurrency - concurrency // 4)
+        self._proven: set[str] = set()
+        # Unproven endpoints whose deliveries were given back for want of room in probation:
+        # skipped until an unproven or slow attempt ends.
+        self._waiting: set[str] = set()
 
     def wake(self) -> None:
         """Look for due deliveries now (called after a commit that published events)."""
@@ -115,16 +129,23 @@ class Worker:
     async def _claim_batch(self) -> bool:
         """Claim as many deliveries as there are free slots; True if another claim may find more.
 
-        An endpoint is topped up only when at least `self._top_up` of its slots are free, and
-        by at most that many, so a claim never exceeds the per-endpoint cap and nothing claimed
-        has to be given back.
+        A proven endpoint is topped up only when at least `self._top_up` of its slots are free,
+        and by at most that many, so a claim never exceeds the per-endpoint cap. The claim
+        cannot tell unproven endpoints it has not met from proven ones, so what it brings for
+        them beyond one attempt each, or beyond probation's room, is given back.
         """
         free = self._settings.worker_concurrency - len(self._inflight)
         if free <= 0:
             return False
-        busy = [e for e, n in self._per_endpoint.items() if n > self._full_above]
+        # Busy: full, or unproven (or slow) with an attempt out; none gets more now.
+        busy = {
+            e
+            for e, n in self._per_endpoint.items()
+            if n > self._full_above or e not in self._proven
+        }
         slow_in_flight = sum(self._per_endpoint[e] for e in self._slow)
-        lane = min(free, self._slow_lane - slow_in_flight)
+        unproven_in_flight = sum(n for e, n in self._per_endpoint.items() if e not in self._proven)
+        lane = min(free, self._slow_lane - slow_in_flight, self._probation - unproven_in_flight)
         try:
             # The healthy lane first, without the slow endpoints; then what room the slow lane
             # has, one attempt per endpoint, skipping the slow ones that have one out already.
@@ -134,33 +155,58 @@ class Worker:
                     limit=free,
                     lease_seconds=self._settings.lease_seconds,
                     per_endpoint=self._top_up,
-                    skip_endpoints=[*busy, *self._slow],
+                    skip_endpoints=[*(busy | self._slow | self._waiting)],
                 )
             )
             if self._slow and lane > 0 and len(claimed) < free:
-                waiting = [e for e in self._slow if self._per_endpoint[e] > 0]
+                skip = busy | self._waiting | {c.endpoint_id for c in claimed}
                 claimed += await self._store.write(
                     claims.claim(
                         owner=self.owner,
                         limit=min(lane, free - len(claimed)),
                         lease_seconds=self._settings.lease_seconds,
                         per_endpoint=1,
-                        skip_endpoints=[*busy, *waiting, *(c.endpoint_id for c in claimed)],
+                        skip_endpoints=[*skip],
                     )
                 )
         except Exception as exc:
             self._trouble.failed("claiming deliveries", exc, "; retrying after the poll interval")
             return False
         self._trouble.succeeded()
-        for item in claimed:
+        start, give_back = self._admit(claimed, self._probation - unproven_in_flight)
+        for item in start:
             self._per_endpoint[item.endpoint_id] += 1
             self._inflight[item.delivery_id] = asyncio.create_task(self._attempt(item))
+        if give_back:
+            await self._release([item.delivery_id for item in give_back])
         # An endpoint that got all a claim gives one may have more due, and may have hidden
         # deliveries to other endpoints due after its backlog: claim again at once (it is
         # skipped once full; each round starts an attempt or claims nothing, so this ends).
         per_endpoint = Counter(item.endpoint_id for item in claimed)
         self._slots_ran_out = len(claimed) == free
         return self._slots_ran_out or any(n >= self._top_up for n in per_endpoint.values())
+
+    def _admit(self, claimed: list[Claimed], room: int) -> tuple[list[Claimed], list[Claimed]]:
+        """Split a claim into what to send now and what to give back: a proven endpoint's
+        deliveries all go (the claim kept to its cap); any other sends one at a time while
+        probation has `room` (the slow ones come last, from their lane), else waits, the rest
+        given back."""
+        start: list[Claimed] = []
+        give_back: list[Claimed] = []
+        probing: set[str] = set()
+        for item in claimed:
+            endpoint_id = item.endpoint_id
+            if endpoint_id in self._proven:
+                start.append(item)
+            elif endpoint_id not in probing and room > 0:
+                probing.add(endpoint_id)
+                room -= 1
+                start.append(item)
+            else:
+                give_back.append(item)
+                if endpoint_id not in probing:
+                    self._waiting.add(endpoint_id)
+        return start, give_back
 
     async def _attempt(self, item: Claimed) -> None:
         try:
@@ -197,10 +243,20 @@ class Worker:
                 self._wake.set()
 
     def _settle(self, item: Claimed, outcome: Outcome) -> "Settled":
+        endpoint_id = item.endpoint_id
+        if endpoint_id not in self._proven and self._waiting:
+            # An unproven or slow attempt ended: the endpoints waiting for probation may fit.
+            self._waiting.clear()
+            self._wake.set()
         if outcome.error_kind == "timeout":
-            self._slow.add(item.endpoint_id)
+            self._slow.add(endpoint_id)
+            self._proven.discard(endpoint_id)
         elif outcome.status_code is not None:
-            self._slow.discard(item.endpoint_id)
+            if endpoint_id in self._slow:
+                self._slow.discard(endpoint_id)  # into probation: one attempt at a time
+            elif endpoint_id not in self._proven:
+                self._proven.add(endpoint_id)  # proven: topped up to the cap from now on
+                self._wake.set()
         number = item.attempts_made + 1
         decision = policy.decide(outcome, number, self._settings, probe=item.probe)
         finished = Finished(
