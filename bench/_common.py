@@ -635,21 +635,29 @@ EVENT = "user_registered"
 
 
 async def seeded_store(
-    settings: Settings, urls: Sequence[str], events: int, *, prefix: str = "wh_b"
+    settings: Settings,
+    urls: Sequence[str],
+    events: int,
+    *,
+    prefix: str = "wh_b",
+    ids: Sequence[str] | None = None,
 ) -> Store:
     """Migrate, add an endpoint per URL (secrets sealed, as in production) subscribed to
-    `EVENT`, publish `events` events to them all; the open store (the caller closes it)."""
+    `EVENT`, publish `events` events to them all; the open store (the caller closes it).
+
+    The endpoints' ids are `ids` if given, else `prefix` and their number."""
     await migrate.upgrade(settings)
     box = secretbox.load(settings)
     store = open_store(settings)
+    names = list(ids) if ids is not None else [f"{prefix}{n}" for n in range(len(urls))]
 
     def arrange() -> units.Unit[None]:
         now = utcnow()
-        for n, url in enumerate(urls):
+        for name, url in zip(names, urls, strict=True):
             secret = box.seal(signing.generate_secret())
-            params = {"id": f"{prefix}{n}", "url": url, "secret": secret, "created_at": now}
+            params = {"id": name, "url": url, "secret": secret, "created_at": now}
             yield units.execute(_ADD_ENDPOINT, params)
-            yield units.execute(_SUBSCRIBE, {"endpoint_id": f"{prefix}{n}", "event": EVENT})
+            yield units.execute(_SUBSCRIBE, {"endpoint_id": name, "event": EVENT})
 
     def publish(first: int, last: int) -> units.Unit[None]:
         for n in range(first, last):
