@@ -105,15 +105,28 @@ class Json:
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # how SQLite columns have held times since the start
 
 
-_PLAIN = (str, int, float, type(None))  # bound as they are (bool is an int)
+PLAIN_TYPES = frozenset((str, int, float, bool, type(None)))  # bound as they are
+
+
+# The last time formatted and its text: a unit binds one time to several rows (an event's
+# deliveries), so the same object comes again. Replaced whole, so threads may share it.
+_last_time: tuple[datetime | None, str] = (None, "")
 
 
 def sqlite_time(value: datetime) -> str:
     """A time as SQLite columns hold it (formatted by hand: strftime costs several times more)."""
+    global _last_time
+    last = _last_time
+    if value is last[0]:
+        return last[1]
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store")
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
+    text = _format_time(value if value.tzinfo is UTC else value.astimezone(UTC))
+    _last_time = (value, text)
+    return text
+
+
+def _format_time(value: datetime) -> str:
     return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 - the fastest here
         value.year,
         value.month,
@@ -126,7 +139,7 @@ def sqlite_time(value: datetime) -> str:
 
 
 def sqlite_value(value: Any) -> Any:
-    if type(value) in _PLAIN:
+    if type(value) in PLAIN_TYPES:
         return value
     if isinstance(value, datetime):
         return sqlite_time(value)

@@ -26,7 +26,7 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
-from hookline.store.sql import Statement, sqlite_time, sqlite_value
+from hookline.store.sql import PLAIN_TYPES, Statement, sqlite_time, sqlite_value
 from hookline.store.units import IntegrityError, Mode, Op, StoreUnavailable, Unit
 
 log = logging.getLogger("hookline.store")
@@ -80,10 +80,19 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
-def _params(statement: Statement, given: Any, now: datetime) -> dict[str, Any]:
-    params = {name: sqlite_value(v) for name, v in given.items()}
+def _params(
+    statement: Statement, given: Any, now: datetime | None, now_text: str | None = None
+) -> dict[str, Any]:
+    """The values bound for one execution: `given` as SQLite holds them, and `now` (as text:
+    `now_text` when the caller formatted it already) where the statement uses it."""
+    params = {
+        name: v if type(v) in PLAIN_TYPES else sqlite_value(v)  # most are: no call for those
+        for name, v in given.items()
+    }
     if statement.uses_now:
-        params.setdefault("now", sqlite_time(now))
+        assert now is not None
+        if "now" not in params:
+            params["now"] = now_text if now_text is not None else sqlite_time(now)
         for name in statement.after:
             seconds = given.get(name)
             at = None if seconds is None else now + timedelta(seconds=seconds)
@@ -104,9 +113,10 @@ class _Run:
             return None
         statement = op.statement
         assert statement is not None
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) if statement.uses_now else None
         if op.mode is Mode.MANY:
-            batch = [_params(statement, p, now) for p in op.params]
+            now_text = None if now is None else sqlite_time(now)
+            batch = [_params(statement, p, now, now_text) for p in op.params]
             if batch:
                 self.conn.executemany(statement.sqlite, batch)
             return None
