@@ -688,7 +688,9 @@ async def test_a_deleted_endpoints_delivered_history_stays_readable_and_its_url_
 async def test_an_attempt_in_flight_when_its_endpoint_is_deleted_is_recorded_and_cancelled(
     settings: Settings, receiver: Receiver
 ) -> None:
-    receiver.script("/slow", [200], delay=0.5)
+    # Held until the endpoint is deleted, then answered 200.
+    receiver.hang("/slow")
+    receiver.script("/slow", [200])
     async with running_app(settings, run_worker=True) as running:
         gone = await subscribe(running.client, receiver.url("/slow"))
         await register_user(running.client, "alice")
@@ -696,6 +698,7 @@ async def test_an_attempt_in_flight_when_its_endpoint_is_deleted_is_recorded_and
         [delivery] = await deliveries_listed(running.client, gone["id"])
 
         deleted = await running.client.delete(f"/endpoints/{gone['id']}")
+        receiver.release()
 
         async def recorded() -> dict[str, Any] | None:
             found: dict[str, Any] = (

@@ -3,6 +3,7 @@
 receiver.script("/flaky", [500, 500, 200])   # answers in order, then the last one forever
 receiver.script("/big", [200], body="x" * 10_000, delay=0.5)  # this body, after half a second
 receiver.hang("/slow")                       # never answers (until the test ends or release())
+receiver.hang("/held"); receiver.script("/held", [200])  # after release(), the script's answer
 receiver.redirect("/moved", "/elsewhere")    # 307 to another path
 await receiver.wait_for(3, path="/flaky")
 """
@@ -79,7 +80,8 @@ class Receiver:
         self._hanging.add(path)
 
     def release(self) -> None:
-        """Answer every hanging request now (504), and any that comes from now on."""
+        """Answer every hanging request now (its path's script, else 504), and any that comes
+        from now on."""
         self._release.set()
 
     def redirect(self, path: str, to: str) -> None:
@@ -106,7 +108,8 @@ class Receiver:
             self._arrived.notify_all()
         if path in self._hanging:
             await self._release.wait()
-            return web.Response(status=504)
+            if path not in self._scripts:
+                return web.Response(status=504)
         if path in self._redirects:
             raise web.HTTPTemporaryRedirect(self._redirects[path])
         script = self._scripts.get(path)
