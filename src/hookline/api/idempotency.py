@@ -99,10 +99,22 @@ def once(
     """Run `work` unless this key already has an answer; store the answer with the work.
 
     `remember` gives what is stored of the result: never a secret or a token. A replay raises
-    `Replay`.
+    `Replay`. Without a key it is `work` itself (no generator around each of its statements).
     """
     if key is None:
-        return (yield from work)
+        return work
+    return _once(scope, key, request, work, status_code, remember, restore)
+
+
+def _once(
+    scope: str,
+    key: str,
+    request: BaseModel,
+    work: Unit[T],
+    status_code: int,
+    remember: Callable[[T], dict[str, Any]],
+    restore: Restore | None,
+) -> Unit[T]:
     where = {"scope": scope, "key": key}
     hashed = request_hash(request)
     now = utcnow()
