@@ -5,6 +5,7 @@ the worker's other slots. A real worker and real receivers on 127.0.0.1."""
 
 import time
 
+import httpx
 import pytest
 
 from hookline.config import Settings
@@ -16,16 +17,21 @@ HANGING, HEALTHY, USERS = 32, 3, 100
 EVENTS = 50  # to each endpoint
 
 
+async def subscribe_hanging_then_healthy(client: httpx.AsyncClient, receiver: Receiver) -> None:
+    """HANGING endpoints that never answer (/hang0…), then HEALTHY ones (/ok0…)."""
+    for n in range(HANGING):
+        receiver.hang(f"/hang{n}")
+        await subscribe(client, receiver.url(f"/hang{n}"))
+    for n in range(HEALTHY):
+        await subscribe(client, receiver.url(f"/ok{n}"))
+
+
 async def test_thirty_two_hanging_endpoints_do_not_starve_three_healthy_ones(
     make_settings, receiver: Receiver
 ) -> None:
     settings: Settings = make_settings(delivery_timeout=1.0, retry_schedule=(0.2, 0.4))
     async with running_app(settings, run_worker=True) as running:
-        for n in range(HANGING):
-            receiver.hang(f"/hang{n}")
-            await subscribe(running.client, receiver.url(f"/hang{n}"))
-        for n in range(HEALTHY):
-            await subscribe(running.client, receiver.url(f"/ok{n}"))
+        await subscribe_hanging_then_healthy(running.client, receiver)
         started = time.monotonic()
         for n in range(USERS):
             response = await running.client.post("/users", json={"username": f"user{n}"})
@@ -49,11 +55,7 @@ async def test_hanging_endpoints_do_not_starve_healthy_ones_before_their_first_t
     # claim meets theirs first.
     settings: Settings = make_settings(delivery_timeout=10.0, lease_seconds=30.0)
     async with running_app(settings, run_worker=True) as running:
-        for n in range(HANGING):
-            receiver.hang(f"/hang{n}")
-            await subscribe(running.client, receiver.url(f"/hang{n}"))
-        for n in range(HEALTHY):
-            await subscribe(running.client, receiver.url(f"/ok{n}"))
+        await subscribe_hanging_then_healthy(running.client, receiver)
         started = time.monotonic()
         await publish_many(running.app.state.runtime.store, "user_registered", EVENTS)
         for n in range(HEALTHY):
