@@ -71,6 +71,10 @@ def create_app(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry hooks look the global providers up on every request
+        # (2.4 us each); hookline exports Prometheus metrics and logs of its own, no
+        # OpenTelemetry.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     openapi.install(app)
 
