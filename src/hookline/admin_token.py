@@ -1,4 +1,4 @@
-"""The admin token (CONTRACT §2): a configured one, or one generated at first start.
+"""The admin token: a configured one, or one generated at first start.
 
 A generated token is stored only as its hash; the token itself is written once to
 `<data dir>/admin-token` (mode 0600) and printed once.

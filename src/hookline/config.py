@@ -29,13 +29,13 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, gt=0)
     # Send a `ping` event to an endpoint when it is created (GitHub does; one attempt).
     ping_on_create: bool = True
-    # How many endpoints one user may own (CONTRACT §9).
+    # How many endpoints one user may own.
     max_endpoints_per_user: int = Field(default=10, ge=0)
 
     worker_concurrency: int = Field(default=64, ge=1)
     # Attempts in flight to one endpoint from one worker: a slow endpoint holds no more.
     worker_per_endpoint: int = Field(default=4, ge=1)
-    # A claimed delivery whose worker died is due again after this long (CONTRACT §7: 30 s).
+    # A claimed delivery whose worker died is due again after this long.
     lease_seconds: float = Field(default=30.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
     # Finished attempts are recorded together: up to this many, or after this many seconds.

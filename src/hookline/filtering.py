@@ -1,4 +1,4 @@
-"""Endpoint filters (CONTRACT §10): which events an endpoint gets, decided when an event is stored.
+"""Endpoint filters: which events an endpoint gets, decided when an event is stored.
 
 A filter is a JSON object over the event's envelope (`event`, `data.…` dotted paths). Each key
 is a path mapped to a value (equality) or to operators (`$eq $ne $in $nin $gt $gte $lt $lte

@@ -203,7 +203,7 @@ class Delivery(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None]
     # A manual retry asked for while an attempt was in flight: recording that attempt leaves
-    # the delivery due again instead of finishing it (CONTRACT §7).
+    # the delivery due again instead of finishing it.
     retry_requested_at: Mapped[datetime | None]
     # The next attempt was asked for by hand (a retry, a recovery): it is recorded with the
     # trigger `manual`. Read when the delivery is claimed, cleared when that attempt is

@@ -1,4 +1,4 @@
-"""Who may do what (CONTRACT §3): the admin token, user tokens, and no token at all."""
+"""Who may do what: the admin token, user tokens, and no token at all."""
 
 import hashlib
 import hmac
@@ -36,7 +36,7 @@ PUBLIC = "no token needed"
 USERS = "any user, and the admin"
 AS_ALICE = "alice (the user the request names), and the admin"
 ADMIN_ONLY = "the admin only"
-# The endpoint, delivery or event the row reaches is alice's (CONTRACT §9): bob gets 404.
+# The endpoint, delivery or event the row reaches is alice's: bob gets 404.
 OWNED = "alice (whose endpoint it is), and the admin; another user: 404"
 APP_TYPE = "order.created"
 
@@ -401,7 +401,7 @@ ROWS = [
 ]
 
 
-# The dashboard (CONTRACT §11) takes a session cookie, never a bearer token: without a session
+# The dashboard takes a session cookie, never a bearer token: without a session
 # each of its routes sends any caller to the sign-in page and changes nothing, whatever the
 # Authorization header (tests/api/test_dashboard.py tests the sessions themselves). The sign-in
 # page and the dashboard's files need no session.
@@ -863,7 +863,7 @@ async def test_the_admin_token_is_compared_in_constant_time(world, monkeypatch):
     assert (sha256(UNKNOWN_ADMIN_TOKEN), sha256(admin)) in compared
 
 
-# --- Users own endpoints (CONTRACT §9) -------------------------------------------------------
+# --- Users own endpoints ------------------------------------------------------------------------
 
 
 async def test_the_schema_documents_the_endpoints_by_their_new_name_only(api):

@@ -278,7 +278,7 @@ MALFORMED_BODIES: list[tuple[str, bytes, Refusal, Refusal | None]] = [
     ("1e400 overflows to inf", b'{"a": 1e400}', unrenderable(), NOT_JSON_DATA),
     ("a bare string", b'"alice"', invalid(), invalid()),
     ("a bare number", b"42", invalid(), invalid()),
-    # CONTRACT §4: POST /ping takes an absent or null body as the default data.
+    # POST /ping takes an absent or null body as the default data.
     ("null", b"null", invalid(), None),
     ("empty", b"", invalid(), None),
     ("an array", b'[{"a": 1}]', invalid(), invalid()),

@@ -1,4 +1,4 @@
-"""The dashboard's rules (CONTRACT §11) through the app itself, on both databases: sessions,
+"""The dashboard's rules through the app itself, on both databases: sessions,
 CSRF tokens, and who sees what. The browser tests (tests/browser/test_dashboard.py) walk the
 pages; these check each rule where it is decided."""
 

@@ -1,4 +1,4 @@
-"""`/endpoints` as a collection (CONTRACT §5): create in one call, list with filters and cursor
+"""`/endpoints` as a collection: create in one call, list with filters and cursor
 pagination, and every refusal writing nothing."""
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""Per-endpoint options through the API (CONTRACT §10): set, shown, changed, checked; a filter
+"""Per-endpoint options through the API: set, shown, changed, checked; a filter
 decides, when an event is stored, whether the endpoint gets a delivery of it."""
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""Webhook endpoints by id (CONTRACT §5): read, change, remove, secrets, ping, creation ping.
+"""Webhook endpoints by id: read, change, remove, secrets, ping, creation ping.
 
 Where something is sent, a real receiver on 127.0.0.1 gets it; the `api` fixture runs no
 worker, so what it publishes stays pending.

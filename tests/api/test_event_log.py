@@ -1,4 +1,4 @@
-"""CONTRACT §5: the event log, the delivery log, and sending deliveries again by hand.
+"""The event log, the delivery log, and sending deliveries again by hand.
 
 Every answer of these routes is checked to reveal no secret, no user token and no queue
 internals (the `Log` client below does it on each call).

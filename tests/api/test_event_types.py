@@ -1,4 +1,4 @@
-"""The event-type catalog (CONTRACT §8): built-in and defined types, schemas checked when set,
+"""The event-type catalog: built-in and defined types, schemas checked when set,
 archiving, and every route that takes an event name knowing the catalog's types."""
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""The Idempotency-Key header on POST /users, /users/messages and /webhook (CONTRACT)."""
+"""The Idempotency-Key header on POST /users, /users/messages and /webhook."""
 
 import asyncio
 from collections import Counter

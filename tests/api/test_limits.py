@@ -1,4 +1,4 @@
-"""Request limits (CONTRACT §4: bodies over 1 MiB are 413) and the per-caller rate limit."""
+"""Request limits (bodies over 1 MiB are 413) and the per-caller rate limit."""
 
 import hashlib
 import json
@@ -39,7 +39,7 @@ def admin_token(settings):
 
 @pytest.fixture
 async def body_limited(settings):
-    """An admin client on the app as create_app builds it: 1 MiB at most (CONTRACT §4)."""
+    """An admin client on the app as create_app builds it: 1 MiB at most."""
     async with (
         limited_app(settings) as app,
         client_of(app, token=admin_token(settings)) as client,

@@ -1,4 +1,4 @@
-"""POST /users/messages and GET /users/messages (CONTRACT §4)."""
+"""POST /users/messages and GET /users/messages."""
 
 from datetime import datetime
 

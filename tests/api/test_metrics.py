@@ -1,4 +1,4 @@
-"""GET /metrics (CONTRACT §3, §5): the queue in the Prometheus text format, for the admin only,
+"""GET /metrics: the queue in the Prometheus text format, for the admin only,
 and the attempts of the process's own worker. Read back with prometheus_client's parser."""
 
 from collections.abc import AsyncIterator

@@ -1,4 +1,4 @@
-"""The outbox behind the original routes (CONTRACT §4, §7): each change writes its event and
+"""The outbox behind the original routes: each change writes its event and
 one delivery per subscribed endpoint in its own transaction, and never waits for a receiver."""
 
 import time

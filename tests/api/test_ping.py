@@ -1,4 +1,4 @@
-"""POST /ping (CONTRACT §4): signed pings to every subscribed URL at once, and their report."""
+"""POST /ping: signed pings to every subscribed URL at once, and their report."""
 
 import asyncio
 import json

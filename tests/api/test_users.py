@@ -1,4 +1,4 @@
-"""POST /users and GET /users (CONTRACT §4): registration, its errors, keyset pagination."""
+"""POST /users and GET /users: registration, its errors, keyset pagination."""
 
 import asyncio
 from datetime import datetime

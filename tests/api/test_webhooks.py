@@ -1,4 +1,4 @@
-"""POST /webhook, DELETE /webhook and GET /webhooks (CONTRACT §4)."""
+"""POST /webhook, DELETE /webhook and GET /webhooks."""
 
 import asyncio
 import json

@@ -1,4 +1,4 @@
-"""The dashboard (CONTRACT §11) in Debian's Chromium against a real `hookline serve`, which
+"""The dashboard in Debian's Chromium against a real `hookline serve`, which
 delivers to a real receiver on this machine: sign in, endpoints, deliveries and their attempts,
 retry, secrets, disabling, recovery, a user's own view, CSRF, JavaScript off.
 

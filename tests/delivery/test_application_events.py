@@ -1,4 +1,4 @@
-"""Application events and users' own endpoints (CONTRACT §8, §9), delivered for real: a worker,
+"""Application events and users' own endpoints, delivered for real: a worker,
 real receivers on 127.0.0.1, Standard Webhooks signatures checked as a receiver checks them."""
 
 import json

@@ -1,4 +1,4 @@
-"""CONTRACT §7: Retry-After, 410 Gone, and the clock that disables an endpoint failing too long."""
+"""Retry-After, 410 Gone, and the clock that disables an endpoint failing too long."""
 
 import json
 from collections.abc import Callable
@@ -337,7 +337,7 @@ async def test_disabling_a_slow_failing_endpoint_leaves_others_alone(
 async def test_a_failed_ping_leaves_the_failure_clock_alone(
     make_settings: Callable[..., Settings], receiver: Receiver
 ) -> None:
-    """CONTRACT §7: a ping is a probe; it does not count toward auto-disabling."""
+    """A ping is a probe; it does not count toward auto-disabling."""
     receiver.script("/down", [500])
     settings = make_settings(ping_on_create=True, disable_after=1)
     async with running_app(settings, run_worker=True) as running:

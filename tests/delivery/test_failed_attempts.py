@@ -1,4 +1,4 @@
-"""CONTRACT §7: anything but a 2xx is a failed attempt, recorded and retried on the schedule."""
+"""Anything but a 2xx is a failed attempt, recorded and retried on the schedule."""
 
 import asyncio
 import socket

@@ -1,4 +1,4 @@
-"""Hanging receivers (CONTRACT §7: a slow or dead endpoint never delays deliveries to healthy
+"""Hanging receivers (a slow or dead endpoint never delays deliveries to healthy
 ones): an endpoint the worker has not seen answer gets one attempt at a time, and endpoints
 whose attempts time out share a small slow lane, so however many hang, the healthy ones keep
 the worker's other slots. A real worker and real receivers on 127.0.0.1."""

@@ -1,5 +1,5 @@
 """DESIGN "The delivery engine": leases recover dead workers, and a retry by hand while an
-attempt is in flight takes effect (CONTRACT §7). The store's side of leases, by itself, is in
+attempt is in flight takes effect. The store's side of leases, by itself, is in
 tests/store/test_claims.py."""
 
 import asyncio
@@ -52,7 +52,7 @@ async def test_delivery_held_by_dead_worker_is_sent_once_its_lease_lapses(
 async def test_retry_posted_while_the_attempt_is_in_flight_sends_it_again_after_recording_it(
     make_settings: Callable[..., Settings], receiver: Receiver
 ) -> None:
-    """CONTRACT §7: the in-flight result is recorded as an attempt, and the delivery is
+    """The in-flight result is recorded as an attempt, and the delivery is
     attempted again (not finished by the result that was already on its way)."""
     receiver.script("/slow", [200], delay=1.0)  # holds each request open a second
     async with running_app(make_settings(), run_worker=True) as running:

@@ -1,4 +1,4 @@
-"""CONTRACT retention: old events, deliveries and attempts are pruned in small batches."""
+"""Retention: old events, deliveries and attempts are pruned in small batches."""
 
 import asyncio
 import logging

@@ -1,4 +1,4 @@
-"""CONTRACT §7: webhooks never go to loopback, private, link-local, multicast, reserved or
+"""Webhooks never go to loopback, private, link-local, multicast, reserved or
 metadata addresses, whatever the spelling: refused at registration, and again at every attempt
 after DNS resolution, so a name that changes its answer later gets nowhere either.
 

@@ -1,4 +1,4 @@
-"""CONTRACT §6: what a receiver gets, checked on real deliveries to a local receiver."""
+"""What a receiver gets, checked on real deliveries to a local receiver."""
 
 import json
 import re

@@ -1,6 +1,6 @@
 """`hookline api` and `hookline worker` as separate real processes on one PostgreSQL.
 
-CONTRACT §1: the two roles apart, for scale-out; a plain `postgresql://` URL works. The worker
+The two roles apart, for scale-out; a plain `postgresql://` URL works. The worker
 stops on SIGTERM by finishing the attempt in flight and recording it, then exits 0.
 """
 

@@ -1,6 +1,6 @@
 """Real `hookline api` and `hookline worker` processes on one PostgreSQL, under faults.
 
-CONTRACT §7: what the API acknowledged is never lost across crashes of any process; at least
+What the API acknowledged is never lost across crashes of any process; at least
 once; deliveries held by a dead process are picked up again; anything but a 2xx (a 500, a
 reset connection, a timeout) is retried on the schedule. The tests talk to the processes as a
 user would (HTTP in, webhooks out) and read the database only to check what it recorded.

@@ -1,7 +1,7 @@
 """Group commit under a crash: `hookline serve` SIGKILLed while 2,000 registrations are in
 flight. Every request answered 201 is in the database and is delivered after a restart; a
 request in flight when the process died may or may not have been stored, but none that was
-acknowledged is missing (CONTRACT §7)."""
+acknowledged is missing."""
 
 import asyncio
 import contextlib

@@ -1,4 +1,4 @@
-"""Rate limits and ordered delivery with real processes and a real receiver (CONTRACT §10).
+"""Rate limits and ordered delivery with real processes and a real receiver.
 
 On PostgreSQL: one `hookline api` and three `hookline worker` processes share one database, so
 the limit and the order hold across processes; on SQLite, `hookline serve` runs both roles.

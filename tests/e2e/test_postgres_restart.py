@@ -1,6 +1,6 @@
 """The machine's PostgreSQL restarted under running `hookline api` and `hookline worker`.
 
-CONTRACT §7: what the API acknowledged is never lost. While the database is unreachable the
+What the API acknowledged is never lost. While the database is unreachable the
 API answers 503 with Retry-After (nothing was written, the client may send it again); once it
 is back, the same processes carry on by themselves. Other tests share this server: the cluster
 is up and accepting connections again before the test returns, pass or fail.

@@ -1,8 +1,8 @@
 """`hookline serve` as a real process: SIGKILLed with deliveries pending, nothing is lost.
 
-CONTRACT §7: what the API acknowledged is never lost across crashes and restarts; at least
+What the API acknowledged is never lost across crashes and restarts; at least
 once, with the same `webhook-id` on every attempt; deliveries held by a dead process are
-picked up again. §6: each delivery is signed so the `standardwebhooks` package verifies it.
+picked up again. Each delivery is signed so the `standardwebhooks` package verifies it.
 The test talks to the process only as a user would: HTTP in, webhooks out, and (after the
 process is gone) a look into its SQLite file.
 """

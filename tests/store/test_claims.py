@@ -411,7 +411,7 @@ async def test_delivery_cancelled_while_in_flight_records_its_attempt_and_stays_
     assert after.finished_at is not None
 
 
-# A manual retry while the attempt is in flight (CONTRACT §7)
+# A manual retry while the attempt is in flight
 
 
 async def test_retry_while_in_flight_records_the_attempt_and_leaves_the_delivery_due_now(

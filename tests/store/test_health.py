@@ -1,4 +1,4 @@
-"""The auto-disable clock by itself (CONTRACT §7), as the worker records attempts into it."""
+"""The auto-disable clock by itself, as the worker records attempts into it."""
 
 from collections.abc import AsyncIterator
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""Paced endpoints in the claim (CONTRACT §10): a rate limit spaces attempts 1/rate apart across
+"""Paced endpoints in the claim: a rate limit spaces attempts 1/rate apart across
 claims, an ordered endpoint gives only its head, and neither holds back other endpoints."""
 
 import math

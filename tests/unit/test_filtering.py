@@ -1,4 +1,4 @@
-"""Endpoint filters (CONTRACT §10), table-tested: what matches, what does not, what is refused."""
+"""Endpoint filters, table-tested: what matches, what does not, what is refused."""
 
 from typing import Any
 

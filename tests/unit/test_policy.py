@@ -1,4 +1,4 @@
-"""CONTRACT §7 as one pure function: where an attempt's outcome leaves its delivery."""
+"""The delivery policy as one pure function: where an attempt's outcome leaves its delivery."""
 
 from datetime import UTC, datetime
 from typing import Any

@@ -1,4 +1,4 @@
-"""Where webhooks may not go (CONTRACT §7), address by address: the policy is a pure function,
+"""Where webhooks may not go, address by address: the policy is a pure function,
 so it is tested by table: every forbidden range at its edges and inside, the IPv4-in-IPv6 forms,
 public addresses, and the legacy spellings of IPv4 addresses a resolver would accept."""
 

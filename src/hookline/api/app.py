@@ -27,7 +27,7 @@ from hookline.webhooks.router import router as webhooks_router
 
 log = logging.getLogger("hookline.api")
 
-MAX_BODY_BYTES = 1_048_576  # CONTRACT §4: bodies over 1 MiB are refused with 413
+MAX_BODY_BYTES = 1_048_576  # bodies over 1 MiB are refused with 413
 
 DESCRIPTION = """A webhook sender: every user registration and message is POSTed, signed per
 [Standard Webhooks](https://www.standardwebhooks.com), to the URLs subscribed to its event,
@@ -132,7 +132,7 @@ def create_app(
     # The name scripts used first: the same handlers, left out of the schema.
     app.include_router(endpoint_router.by_id, prefix="/webhooks", include_in_schema=False)
     app.include_router(events_router)
-    # The web pages (CONTRACT §11): sessions, not bearer tokens; left out of the schema.
+    # The web pages: sessions, not bearer tokens; left out of the schema.
     app.include_router(dashboard_router)
     return app
 

@@ -1,4 +1,4 @@
-"""Bearer tokens (CONTRACT §3): who is calling, and what they may do.
+"""Bearer tokens: who is calling, and what they may do.
 
 Tokens are random (32 bytes), prefixed `hl_admin_` or `hl_user_`, and stored only as SHA-256
 hashes: a user's in `users.token_hash`, a generated admin token's in `admin_tokens`. A hash

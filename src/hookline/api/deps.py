@@ -1,6 +1,6 @@
 """Dependencies named once: the runtime's parts (the store above all), settings, sender.
 
-Auth (CONTRACT §3) plugs in here, as `AdminDep` and `CallerDep` beside `StoreDep`. Every
+Auth plugs in here, as `AdminDep` and `CallerDep` beside `StoreDep`. Every
 dependency is `async def`: FastAPI runs a plain `def` one in a worker thread, a hand-off that
 costs more than what these do.
 """

@@ -1,4 +1,4 @@
-"""Request limits as pure ASGI middleware: a body size cap (CONTRACT §4) and a rate limit.
+"""Request limits as pure ASGI middleware: a body size cap and a rate limit.
 
 Pure ASGI, not `BaseHTTPMiddleware`: that one buffers and breaks streaming. Each middleware
 answers with `{"detail": ...}` itself and, when it refuses, the app never runs or never gets

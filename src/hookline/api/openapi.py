@@ -1,9 +1,9 @@
 """`/openapi.json` with its OpenAPI 3.1 `webhooks` section, and the interactive docs on it
 (Swagger UI at /docs, ReDoc at /redoc), their assets served from the package under /static.
 
-The paths are FastAPI's, built once; `webhooks` holds one entry per event type of the catalog
-(CONTRACT §8): the request a receiver gets, the envelope of §6 with the type's `data` schema,
-read from the catalog at every request so that it follows the types as they change.
+The paths are FastAPI's, built once; `webhooks` holds one entry per event type of the catalog:
+the request a receiver gets, its envelope with the type's `data` schema, read from the
+catalog at every request so that it follows the types as they change.
 """
 
 from pathlib import Path

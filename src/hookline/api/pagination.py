@@ -26,7 +26,7 @@ def set_next_link(request: Request, response: Response, last_id: str) -> None:
     response.headers["Link"] = f'<{target}>; rel="next"'
 
 
-# The newer list routes (CONTRACT §5): newest first, `{"data": [...], "next_cursor": ...}`.
+# The newer list routes: newest first, `{"data": [...], "next_cursor": ...}`.
 PageLimit = Annotated[int, Query(ge=1, le=250, description="How many items, at most.")]
 Cursor = Annotated[
     str | None,

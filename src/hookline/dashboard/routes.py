@@ -1,4 +1,4 @@
-"""The dashboard (CONTRACT §11): web pages at /dashboard, served by hookline on the API's port.
+"""The dashboard: web pages at /dashboard, served by hookline on the API's port.
 
 Server-rendered; every page reads through the services the API uses, with the signed-in
 caller's scope (the admin sees everything, a user its own endpoints and their deliveries).

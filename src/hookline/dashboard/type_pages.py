@@ -1,4 +1,4 @@
-"""The dashboard's event-type pages: the catalog (CONTRACT §8), a type with its schema, and
+"""The dashboard's event-type pages: the catalog, a type with its schema, and
 (for the admin, as `POST /event-types`) a new type. Through events/types.py."""
 
 import json

@@ -1,4 +1,4 @@
-"""The body a receiver gets: compact JSON `{"id", "event", "timestamp", "data"}` (CONTRACT §6)."""
+"""The body a receiver gets: compact JSON `{"id", "event", "timestamp", "data"}`."""
 
 import json
 from datetime import datetime

@@ -359,7 +359,7 @@ def record(owner: str, batch: Sequence[Settled], *, disable_after: float) -> Uni
     """Record the attempts `owner` still holds leases for and advance their endpoints' clocks,
     in one transaction; return the endpoints this disabled.
 
-    A probe (a ping) never moves the clock (CONTRACT §7), but a 410 it got disables.
+    A probe (a ping) never moves the clock, but a 410 it got disables.
     """
     recorded = yield from claims.complete(owner=owner, finished=[s.finished for s in batch])
     kept = {item.delivery_id for item in recorded}

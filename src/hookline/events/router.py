@@ -1,5 +1,5 @@
-"""The event log and deliveries (CONTRACT §5), application events and the event-type catalog
-(§8): what was sent, to whom, how it went."""
+"""The event log and deliveries, application events and the event-type catalog: what was sent,
+to whom, how it went."""
 
 from typing import Annotated, Any
 

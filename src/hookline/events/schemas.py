@@ -62,7 +62,7 @@ class EventDetail(EventOut):
     deliveries: list[DeliveryOut]
 
 
-# CONTRACT §8: the event-type catalog and application events.
+# The event-type catalog and application events.
 
 TYPE_NAME_PATTERN = r"^[a-z0-9_.\-]+$"
 TypeName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=TYPE_NAME_PATTERN)]

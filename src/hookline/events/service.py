@@ -39,7 +39,7 @@ def publish(
     """Add the event and its deliveries to the caller's unit of work.
 
     It reaches the admin's endpoints that subscribe to it and those of `user_id`, the user it
-    concerns (CONTRACT §9), or the endpoints `to` names.
+    concerns, or the endpoints `to` names.
     """
     return outbox.publish(event=event, data=data, user_id=user_id, to=to)
 

@@ -1,4 +1,4 @@
-"""The event-type catalog (CONTRACT §8): the built-in types, and those an application defines,
+"""The event-type catalog: the built-in types, and those an application defines,
 each with an optional JSON Schema (2020-12) for its events' `data`.
 
 Schemas are checked and data validated by `jsonschema_rs` (a maintained implementation of the

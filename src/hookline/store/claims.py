@@ -154,7 +154,7 @@ def claim(
     """Lease up to `limit` due deliveries (a lapsed lease counts as due) to `owner`.
 
     At most `per_endpoint` of them go to one endpoint, and none to `skip_endpoints`. Paced
-    endpoints (rate-limited or ordered, CONTRACT §10) are served first, each by its own rule.
+    endpoints (rate-limited or ordered) are served first, each by its own rule.
     """
     cap = limit if per_endpoint is None else per_endpoint
     params: dict[str, Any] = {
@@ -372,7 +372,7 @@ def _finish(item: Finished, status_now: Status, retry_requested: bool) -> dict[s
         # Cancelled while in flight: the attempt is recorded, the delivery stays cancelled.
         status, delay = status_now, None
     elif retry_requested:
-        # Retried by hand while in flight (CONTRACT §7): the retry asked for another attempt.
+        # Retried by hand while in flight: the retry asked for another attempt.
         status, delay, manual = Status.PENDING, 0.0, True
     return {
         "id": item.delivery_id,

@@ -32,7 +32,7 @@ _QUEUE = sql(
     " {now}"  # the clock that judged what is due: the database's, on PostgreSQL
 )
 _QUEUE_STATUSES = (Status.PENDING, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-# Pings are probes (CONTRACT §7): they count neither toward an endpoint's failure clock nor
+# Pings are probes: they count neither toward an endpoint's failure clock nor
 # among its deliveries.
 _BY_STATUS = sql(
     "SELECT d.status, count(*) FROM deliveries d JOIN events v ON v.id = d.event_id"

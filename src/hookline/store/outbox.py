@@ -25,7 +25,7 @@ _ADD_DELIVERY = sql(
 
 # Subscribed, or subscribed to everything ("*"), and enabled; the admin's (no owner), or the
 # endpoints of the user the event concerns.
-# Its filter is evaluated here, on the event about to be stored (CONTRACT §10).
+# Its filter is evaluated here, on the event about to be stored.
 _SUBSCRIBERS = sql(
     "SELECT e.id, e.filter FROM endpoints e"
     " WHERE e.id IN (SELECT s.endpoint_id FROM subscriptions s WHERE s.event IN (:event, '*'))"

@@ -16,7 +16,7 @@ from hookline.store.units import Unit
 
 log = logging.getLogger("hookline.retention")
 
-# How long an idempotency key's first answer is replayed (CONTRACT §4: 24 hours); older keys go.
+# How long an idempotency key's first answer is replayed (24 hours); older keys go.
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 
 # A delivery retried by hand can be pending on an old event: that event stays. On PostgreSQL

@@ -41,7 +41,7 @@ def retry_now(delivery_id: str) -> Unit[int]:
     """Make the delivery due now, whatever its status; how many rows changed (0 or 1).
 
     An attempt in flight meanwhile is recorded when it ends, and the delivery is attempted
-    again after it (CONTRACT §7).
+    again after it.
     """
     changed: int = yield units.execute(_RETRY_NOW, {"id": delivery_id})
     if changed:

@@ -90,7 +90,7 @@ def send_message(*, sender: str, recipient: str, subject: str, message: str) -> 
         "received_at": out.received_at,
     }
     yield units.execute(_ADD_MESSAGE, row)
-    # It concerns the recipient: its own endpoints get it (CONTRACT §9).
+    # It concerns the recipient: its own endpoints get it.
     yield from events.publish(
         event=events.USER_SEND_MESSAGE, data=out.model_dump(mode="json"), user_id=ids[recipient]
     )

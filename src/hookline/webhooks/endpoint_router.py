@@ -1,4 +1,4 @@
-"""Webhook endpoints (CONTRACT §5, §9): list and create them; by id manage one, its secret, its
+"""Webhook endpoints: list and create them; by id manage one, its secret, its
 deliveries, recovery.
 
 The routes by id are served under `/endpoints/{id}` (documented) and under `/webhooks/{id}`
@@ -97,7 +97,7 @@ async def create_endpoint(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> EndpointCreated:
     """Create an endpoint with its events, description, headers and secret in one call; the
-    answer carries its secret. A user's token makes it that user's own (CONTRACT §9)."""
+    answer carries its secret. A user's token makes it that user's own."""
     creation = await endpoints.creation(
         destinations=destinations,
         box=box,

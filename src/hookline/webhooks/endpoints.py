@@ -1,4 +1,4 @@
-"""Endpoints (CONTRACT §5, §9): create and list them; by id read, change, remove, secrets and
+"""Endpoints: create and list them; by id read, change, remove, secrets and
 their rotation, ping.
 
 Every unit takes the caller's `scope`: None for the admin, who sees every endpoint, or a user's

@@ -60,7 +60,7 @@ class PingReport(BaseModel):
     message: str
 
 
-# CONTRACT §5: endpoints by id.
+# Endpoints by id.
 
 
 class DeliveryStats(BaseModel):

@@ -39,7 +39,7 @@ def check(url: str) -> str:
 
 
 async def check_destination(url: str, destinations: ssrf.DestinationCheck) -> None:
-    """Raise Unprocessable when webhooks may not go where the URL points (CONTRACT §7)."""
+    """Raise Unprocessable when webhooks may not go where the URL points."""
     try:
         await destinations.check(url)
     except ssrf.ForbiddenDestination as exc:
