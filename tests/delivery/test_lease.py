@@ -1,4 +1,4 @@
-"""DESIGN "The delivery engine": leases recover dead workers, and a retry by hand while an
+"""The delivery engine: leases recover dead workers, and a retry by hand while an
 attempt is in flight takes effect. The store's side of leases, by itself, is in
 tests/store/test_claims.py."""
 

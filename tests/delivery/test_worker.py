@@ -1,4 +1,4 @@
-"""The worker's life (STYLE §9): caps per endpoint, batched results, a graceful stop."""
+"""The worker's life: caps per endpoint, batched results, a graceful stop."""
 
 import asyncio
 import time

@@ -166,7 +166,7 @@ async def subscribe(
         )
         assert response.status_code == 201, response.text
         secrets.add(response.json()["secret"])
-    assert len(secrets) == 1, "one URL is one endpoint with one secret (CONTRACT §4)"
+    assert len(secrets) == 1, "one URL is one endpoint with one secret"
     return secrets.pop()
 
 

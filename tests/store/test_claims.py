@@ -1,4 +1,4 @@
-"""The store as the queue, by itself (DESIGN "The delivery engine"): claims lease due deliveries
+"""The store as the queue, by itself: claims lease due deliveries
 fairly and never twice, a lapsed lease is due again, and only the lease's holder records."""
 
 import asyncio
