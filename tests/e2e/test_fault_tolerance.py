@@ -143,6 +143,9 @@ async def test_two_apis_and_two_workers_deliver_everything_while_workers_are_kil
         assert len(set(user_ids)) == KILL_EVENTS
 
         for worker in workers:
+            # One respawned just before the end may still be starting: a SIGTERM then would
+            # find no handler yet.
+            await worker.wait_for_line("worker started", timeout=20)
             assert await worker.terminate(timeout=15) == 0, "a worker did not stop cleanly"
 
         states = await delivery_states(empty_postgres)

@@ -6,11 +6,9 @@ and must hold no token (the admin's, a user's, one sent in a query string), no e
 and nothing of the payload.
 """
 
-import asyncio
 import json
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +125,7 @@ async def test_the_log_of_a_real_process(tmp_path: Path, log_format: str) -> Non
                 health = await client.get("/health", params={"token": user_token})
                 assert health.status_code == 200
                 await receiver.wait_for(2, path="/hook", timeout=15)
-                await wait_for_line(serve, "attempt succeeded", timeout=10)
+                await serve.wait_for_line("attempt succeeded", timeout=10)
                 endpoint_id = hook.json()["id"]
                 disabled = await client.patch(
                     f"/endpoints/{endpoint_id}", headers=admin, json={"enabled": False}
@@ -195,10 +193,3 @@ async def test_the_log_of_a_real_process(tmp_path: Path, log_format: str) -> Non
         "HOOKLINE_ADMIN_TOKEN",
         "HOOKLINE_DATA_DIR",
     ]
-
-
-async def wait_for_line(serve: ServeProcess, fragment: str, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while fragment not in serve.log_text():
-        assert time.monotonic() < deadline, f"no {fragment!r} in the log within {timeout} s"
-        await asyncio.sleep(0.05)

@@ -31,13 +31,6 @@ def through(proxy: TcpProxy, database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def wait_for_line(process: ServeProcess, fragment: str, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while fragment not in process.log_text():
-        assert time.monotonic() < deadline, f"no {fragment!r} in the log within {timeout} s"
-        await asyncio.sleep(0.05)
-
-
 async def attempts_counted(metrics_url: str) -> dict[str, float]:
     async with httpx.AsyncClient(timeout=5) as client:
         response = await client.get(metrics_url)
@@ -71,7 +64,7 @@ async def test_a_database_outage_is_one_warning_and_the_worker_carries_on(
         ):
             await api.start()
             worker.spawn()
-            await wait_for_line(worker, "worker started", timeout=20)
+            await worker.wait_for_line("worker started", timeout=20)
             async with admin_client(api) as client:
                 await subscribe(client, receiver.url("/hook"))
                 created = await client.post("/users", json={"username": "before"})
@@ -86,7 +79,7 @@ async def test_a_database_outage_is_one_warning_and_the_worker_carries_on(
                 assert created.status_code == 201, created.text
                 await proxy.restore()
 
-                await wait_for_line(worker, "database available again", timeout=20)
+                await worker.wait_for_line("database available again", timeout=20)
                 await receiver.wait_for(2, timeout=20)
                 succeeded = await wait_for_count(metrics_url, 2)
             assert worker.running, "the worker died during the outage"

@@ -138,6 +138,14 @@ class ServeProcess:
                     raise AssertionError(f"GET /health did not answer 200 within {timeout} s")
                 await asyncio.sleep(0.05)
 
+    async def wait_for_line(self, fragment: str, *, timeout: float) -> None:
+        """Wait until the log of the current start holds `fragment`; fail after `timeout`."""
+        marker = f"=== start #{self.starts}: "
+        deadline = time.monotonic() + timeout
+        while fragment not in self.log_text().rpartition(marker)[2]:
+            assert time.monotonic() < deadline, f"no {fragment!r} in the log within {timeout} s"
+            await asyncio.sleep(0.05)
+
     def kill(self) -> None:
         """SIGKILL (if still running) and reap it."""
         if self._proc is not None:
