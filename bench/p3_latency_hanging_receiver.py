@@ -70,7 +70,9 @@ def prefill(db_path: Path, endpoint_id: str, count: int) -> None:
     db = sqlite3.connect(db_path, isolation_level=None)
     try:
         db.execute("BEGIN")
-        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
+        db.executemany(
+            "INSERT INTO events (id, event, payload, created_at) VALUES (?, ?, ?, ?)", events
+        )
         db.executemany(
             "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempts_made,"
             " next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",

@@ -115,7 +115,10 @@ async def sqlite_table(data_dir: Path, size: int, shape: str, sink_base: str) ->
                 for n in range(ENDPOINTS)
             ],
         )
-        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", made["events"])
+        db.executemany(
+            "INSERT INTO events (id, event, payload, created_at) VALUES (?, ?, ?, ?)",
+            made["events"],
+        )
         db.executemany(
             "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempts_made,"
             " next_attempt_at, created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
