@@ -30,7 +30,7 @@ _AFTER = sql("SELECT {after:seconds}")
 
 def add_user(name: str, *, then_fail: bool = False, pause: float = 0.0) -> Unit[str]:
     if pause:
-        time.sleep(pause)  # runs in SQLite's writer thread: the units behind it queue up
+        time.sleep(pause)  # runs where SQLite commits (the event loop): the units behind wait
     found = yield units.value(_ADD_USER, {"id": f"usr_{name}", "username": name, "at": _now()})
     if found is None:
         raise Conflict(f"{name} exists")

@@ -1,15 +1,21 @@
-"""SQLite: one writer thread commits many units in one transaction; a reader thread reads.
+"""SQLite: many units in one transaction, committed by the event loop that made them.
 
-SQLite has one writer. The writer thread owns the one writing connection: it takes every unit
-waiting, runs each in a savepoint of one transaction (a unit that fails rolls back alone and
-its caller gets its error), commits, and only then answers the callers, so nothing is
-acknowledged before it is durable. Reads run on a second connection in its own thread (WAL lets
-them run beside the writer). Neither blocks the event loop.
+SQLite has one writer. The units an event loop hands over are run in one transaction, each in
+a savepoint (a unit that fails rolls back alone and its caller gets its error), committed, and
+only then answered, so nothing is acknowledged before it is durable.
 
-The units an event loop hands over in one turn go to the writer together, at the end of that
-turn: a commit costs about as much for one unit as for thirty, and a writer woken by the first
-unit of a burst (whenever the loop lets go of the GIL, in a socket write or a log line) would
-commit it nearly alone, then the next few, and so on.
+The loop commits its group itself, in its own thread, once a turn of it has passed without a
+new unit (at most `HOLD_SECONDS` after the first): a commit costs about as much for one unit as
+for thirty, so groups should be large, and a group committed in another thread while the loop
+serves the next requests made both threads fight for the GIL (the writer lets go of it in every
+statement and waits for it back): P2 and P1 each gained ~30% when the loops took their commits
+over (docs/benchmarks.md). The price: a loop waits while it commits (a group of 32 units of
+POST /users/messages takes ~4 ms), as it waits for any other work it does. That connection never
+waits for a lock: when another process (or another loop of this one) holds the write lock, the
+group goes to the writer thread, which waits for it as long as `BUSY_TIMEOUT_MS`; that thread
+also runs the WAL checkpoints (they write the database file and fsync it), so the loop never
+does. Reads run on a connection of their own in a reader thread (WAL lets them run beside the
+writer); point reads by index run in the loop (`lookup`).
 """
 
 import asyncio
@@ -35,6 +41,11 @@ T = TypeVar("T")
 
 # Units committed in one transaction at most: bounds the latency a large group adds.
 MAX_GROUP = 256
+# How long an event loop keeps adding units to its group while each turn brings more.
+HOLD_SECONDS = 0.002
+# The loop's connection checkpoints nothing itself: after this many of its commits, the writer
+# thread runs a passive checkpoint (SQLite's own default is every 1,000 WAL pages).
+CHECKPOINT_EVERY = 100
 BUSY_TIMEOUT_MS = 30_000
 # A lookup run in the event loop gives up on a busy file this soon (and goes to the reader).
 INLINE_BUSY_MS = 0
@@ -159,6 +170,7 @@ class _Job:
 
 
 _STOP = None
+_CHECKPOINT: list[_Job] = []  # queued as is: the writer thread checkpoints the WAL
 
 
 class SqliteBackend:
@@ -170,6 +182,12 @@ class SqliteBackend:
         self._jobs: SimpleQueue[list[_Job] | None] = SimpleQueue()
         # The units each event loop has handed over in its current turn, not yet queued.
         self._batches: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        # Each loop's group being held: its size at the last look, and when it began.
+        self._held: dict[asyncio.AbstractEventLoop, tuple[int, float]] = {}
+        # The loops' writing connection (one loop commits at a time; another hands over).
+        self._loop_writer: sqlite3.Connection | None = None
+        self._loop_writing = threading.Lock()
+        self._loop_commits = 0
         self._stopped = False  # the writer was told to stop: nothing queued now is run
         self._writer = threading.Thread(
             target=self._write_loop, name="hookline-writer", daemon=True
@@ -195,15 +213,57 @@ class SqliteBackend:
         result: T = await job.future
         return result
 
-    def _hand_off(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Queue the units `loop` handed over in its last turn, for the writer's next group."""
+    def _hand_off(self, loop: asyncio.AbstractEventLoop, *, now: bool = False) -> None:
+        """Commit the units `loop` handed over, once a turn brought none (or the group is full,
+        or held `HOLD_SECONDS`); here if the write lock is free, else by the writer thread."""
+        batch = self._batches.get(loop)
+        if batch and not now and len(batch) < MAX_GROUP:
+            at = loop.time()
+            seen, since = self._held.get(loop, (0, at))
+            if len(batch) != seen and at - since < HOLD_SECONDS:
+                self._held[loop] = (len(batch), since)
+                loop.call_soon(self._hand_off, loop)
+                return
+        self._held.pop(loop, None)
         batch = self._batches.pop(loop, None)
         if not batch:
             return
         if self._stopped:
             _settle(batch, None, StoreUnavailable("the store is closed"))
             return
-        self._jobs.put(batch)
+        # Only the loop that made them answers its units' callers (close() may hand over
+        # another loop's).
+        here = asyncio.get_running_loop() is loop
+        if not (here and self._commit_here(batch)):
+            self._jobs.put(batch)
+
+    def _commit_here(self, group: list[_Job]) -> bool:
+        """Commit `group` in this thread and answer it; False (nothing run) if the write lock
+        is taken, by another process or another loop."""
+        if not self._loop_writing.acquire(blocking=False):
+            return False
+        try:
+            try:
+                if self._loop_writer is None:
+                    self._loop_writer = connect(self.path, busy_ms=0)
+                    self._loop_writer.execute("PRAGMA wal_autocheckpoint=0")
+                self._loop_writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                return False  # busy (or failing): the writer thread waits, and reports
+            conn = self._loop_writer
+            try:
+                self._run_group(conn, group)
+            except sqlite3.Error as exc:
+                _fail(group, exc)
+                _rollback(conn)
+            self._loop_commits += 1
+            if self._loop_commits % CHECKPOINT_EVERY == 0:
+                self._jobs.put(_CHECKPOINT)
+        finally:
+            self._loop_writing.release()
+        woken = any(job.woken for job in group)
+        _settle(group, self._on_wake if woken else None)
+        return True
 
     async def read(self, unit: Unit[T]) -> T:
         if self._closed:
@@ -232,10 +292,14 @@ class SqliteBackend:
             return
         self._closed = True
         for loop in list(self._batches):  # written just now: they go before the stop
-            self._hand_off(loop)
+            self._hand_off(loop, now=True)
         self._stopped = True
         self._jobs.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        with self._loop_writing:
+            if self._loop_writer is not None:
+                self._loop_writer.close()
+                self._loop_writer = None
         self._reader.submit(self._close_reader)
         self._reader.shutdown(wait=True)
 
@@ -264,15 +328,18 @@ class SqliteBackend:
     # -- the writer thread -------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        """The groups a loop could not commit (the write lock was taken), and the checkpoints."""
         conn: sqlite3.Connection | None = None
         waiting: list[_Job] = []  # taken from the queue, not yet run (past MAX_GROUP)
         stopping = False  # _STOP was taken: run what is waiting, then end
+        checkpoint = False
         try:
             while True:
                 if not waiting:
                     first = self._jobs.get()
                     if first is _STOP:
                         return
+                    checkpoint = first is _CHECKPOINT
                     waiting.extend(first)
                 while len(waiting) < MAX_GROUP and not stopping:
                     try:
@@ -282,18 +349,19 @@ class SqliteBackend:
                     if jobs is _STOP:
                         stopping = True
                     else:
+                        checkpoint = checkpoint or jobs is _CHECKPOINT
                         waiting.extend(jobs)
                 group, waiting = waiting[:MAX_GROUP], waiting[MAX_GROUP:]
                 try:
                     if conn is None:
                         conn = connect(self.path)
-                    self._commit(conn, group)
+                    if group:
+                        self._commit(conn, group)
+                    if checkpoint:
+                        checkpoint = False
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as exc:
-                    log.warning("a write transaction failed: %s", exc)
-                    failure = StoreUnavailable(f"the database refused the write: {exc}")
-                    for job in group:
-                        if job.error is None:
-                            job.error, job.result = failure, None
+                    _fail(group, exc)
                     if conn is not None:
                         _rollback(conn)
                 self._answer(group)
@@ -305,6 +373,10 @@ class SqliteBackend:
 
     def _commit(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
         conn.execute("BEGIN IMMEDIATE")
+        self._run_group(conn, group)
+
+    def _run_group(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
+        """Each unit in a savepoint of the transaction begun, then commit."""
         for job in group:
             run = _Run(conn)
             conn.execute("SAVEPOINT unit")
@@ -333,6 +405,16 @@ class SqliteBackend:
             # A closed loop (RuntimeError) has nobody waiting for these any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, jobs, self._on_wake if woken else None)
+
+
+def _fail(group: list[_Job], exc: sqlite3.Error) -> None:
+    """The transaction failed as a whole: every unit of it that had no error of its own gets
+    this one."""
+    log.warning("a write transaction failed: %s", exc)
+    failure = StoreUnavailable(f"the database refused the write: {exc}")
+    for job in group:
+        if job.error is None:
+            job.error, job.result = failure, None
 
 
 def _settle(
