@@ -10,6 +10,8 @@ async def run_once(store: Store, settings: Settings) -> int:
     """Prune once; return how many events, endpoints and keys went."""
     now = utcnow()
     pruned = await prune.prune(store, before=prune.cutoff(settings.retention_days, now))
-    pruned += await store.write(prune.deleted_endpoints())
-    pruned += await store.write(prune.idempotency_keys(before=now - prune.IDEMPOTENCY_KEY_TTL))
+    pruned += await store.write_aside(prune.deleted_endpoints())
+    pruned += await store.write_aside(
+        prune.idempotency_keys(before=now - prune.IDEMPOTENCY_KEY_TTL)
+    )
     return pruned

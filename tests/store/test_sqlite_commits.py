@@ -108,3 +108,10 @@ async def test_a_lone_unit_is_committed_after_a_quiet_turn_not_the_whole_hold(
         await store.write(add_user(f"u{n}"))
     assert time.monotonic() - began < 2.5  # held for the whole 5 s, one would take 25
     assert await store.read(usernames()) == [f"u{n}" for n in range(5)]
+
+
+async def test_a_unit_written_aside_runs_beside_the_loop(store: Store) -> None:
+    """A long unit (a prune batch) goes to the writer thread: the loop is not held for it."""
+    assert await store.write_aside(ran_in()) != threading.get_ident()
+    assert await store.write_aside(add_user("aside")) == "usr_aside"
+    assert await store.read(usernames()) == ["aside"]

@@ -23,7 +23,7 @@ T = TypeVar("T")
 class _Backend(Protocol):
     dialect: str
 
-    async def write(self, unit: Unit[T]) -> T: ...
+    async def write(self, unit: Unit[T], *, aside: bool = False) -> T: ...
     async def read(self, unit: Unit[T]) -> T: ...
     async def lookup(self, make_unit: Callable[[], Unit[T]]) -> T: ...
     async def close(self) -> None: ...
@@ -47,6 +47,11 @@ class Store:
     async def write(self, unit: Unit[T]) -> T:
         """Run `unit` in a transaction; return its result once that has committed."""
         return await self._backend.write(unit)
+
+    async def write_aside(self, unit: Unit[T]) -> T:
+        """`write` for a long unit (a batch of the prune): on SQLite, where the event loop
+        commits its own units, the writer thread runs this one, so the loop is not held for it."""
+        return await self._backend.write(unit, aside=True)
 
     async def read(self, unit: Unit[T]) -> T:
         """Run `unit` on a reader, in one snapshot on SQLite; it must not write."""

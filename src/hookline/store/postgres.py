@@ -84,7 +84,8 @@ class PostgresBackend:
                     raise
         return self._pool
 
-    async def write(self, unit: Unit[T]) -> T:
+    async def write(self, unit: Unit[T], *, aside: bool = False) -> T:
+        # Every unit runs beside the event loop here (asyncpg waits on sockets): `aside` is moot.
         pool = await self._connection_pool()
         xid: int | None = None
         try:

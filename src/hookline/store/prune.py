@@ -84,7 +84,7 @@ async def prune(
         raise ValueError("batch_size must be at least 1")
     total = 0
     while True:
-        pruned = await store.write(prune_batch(before=before, batch_size=batch_size))
+        pruned = await store.write_aside(prune_batch(before=before, batch_size=batch_size))
         total += pruned
         if pruned < batch_size:
             break

@@ -200,11 +200,15 @@ class SqliteBackend:
 
     # -- the public face ---------------------------------------------------------------------
 
-    async def write(self, unit: Unit[T]) -> T:
+    async def write(self, unit: Unit[T], *, aside: bool = False) -> T:
         if self._closed:
             raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         job = _Job(unit, loop, loop.create_future())
+        if aside:  # a long unit: the writer thread runs it, in a group of its own
+            self._jobs.put([job])
+            aside_result: T = await job.future
+            return aside_result
         batch = self._batches.get(loop)
         if batch is None:
             batch = self._batches[loop] = []
