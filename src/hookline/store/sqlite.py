@@ -207,13 +207,11 @@ class SqliteBackend:
         job = _Job(unit, loop, loop.create_future())
         if aside:  # a long unit: the writer thread runs it, in a group of its own
             self._jobs.put([job])
-            aside_result: T = await job.future
-            return aside_result
-        batch = self._batches.get(loop)
-        if batch is None:
-            batch = self._batches[loop] = []
+        elif (batch := self._batches.get(loop)) is not None:
+            batch.append(job)
+        else:
+            self._batches[loop] = [job]
             loop.call_soon(self._hand_off, loop)
-        batch.append(job)
         result: T = await job.future
         return result
 
