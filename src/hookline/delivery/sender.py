@@ -1,18 +1,20 @@
-"""One delivery attempt: a signed POST through a shared aiohttp session, redirects not followed."""
+"""One delivery attempt: a signed POST, to a checked address, redirects not followed."""
 
+import asyncio
 import codecs
-import ssl
+import functools
+import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
 from aiohttp.abc import AbstractResolver
-from aiohttp.connector import Connection
-from aiohttp.http import RawResponseMessage
-from aiohttp.streams import StreamReader
+from pyreqwest import exceptions as rx
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.response import Response
+from yarl import URL
 
 from hookline import __version__
 from hookline.config import Settings
@@ -24,8 +26,6 @@ RESPONSE_BODY_LIMIT = 4096
 # What is kept of an answer's headers: this many at most, of this many bytes in all.
 RESPONSE_HEADERS_LIMIT = 50
 RESPONSE_HEADERS_BYTES = 4096
-# Informational (1xx) responses a receiver may send before its answer; one or two are legal.
-MAX_INFORMATIONAL_RESPONSES = 10
 USER_AGENT = f"hookline/{__version__}"
 
 
@@ -70,49 +70,16 @@ class Outcome:
         }
 
 
-class TooManyInformationalResponses(aiohttp.ClientError):
-    """The receiver kept sending 1xx responses instead of an answer."""
-
-
-class _Response(aiohttp.ClientResponse):
-    """A response that refuses an endless stream of 1xx responses.
-
-    ClientResponse.start() reads 1xx responses in a loop without a bound, so a receiver
-    streaming `102 Processing` would hold the attempt (and a CPU core) until the timeout.
-    start() reads each response with `protocol.read()`; for the length of start() that read is
-    wrapped to count them. The error ends start(), and aiohttp then closes the connection.
-    """
-
-    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
-        protocol = connection.protocol
-        if protocol is None:
-            return await super().start(connection)
-        read = protocol.read
-        informational = 0
-
-        async def counted_read() -> tuple[RawResponseMessage, StreamReader]:
-            nonlocal informational
-            message, payload = await read()
-            # The codes start() reads past: 1xx but 101 (Switching Protocols).
-            if 100 <= message.code <= 199 and message.code != 101:
-                informational += 1
-                if informational > MAX_INFORMATIONAL_RESPONSES:
-                    raise TooManyInformationalResponses(
-                        f"the receiver sent more than {MAX_INFORMATIONAL_RESPONSES}"
-                        " informational (1xx) responses"
-                    )
-            return message, payload
-
-        protocol.read = counted_read  # type: ignore[method-assign]
-        try:
-            return await super().start(connection)
-        finally:
-            # The connection (and its protocol) may serve the next request: its own read again.
-            del protocol.read
-
-
 class Sender:
-    """Posts signed webhooks; one instance (one connection pool) per process."""
+    """Posts signed webhooks; one instance per process.
+
+    The client is pyreqwest (Rust's reqwest and hyper): the HTTP work runs in its own thread,
+    off the event loop, which keeps only the awaiting (about a fifth of aiohttp's CPU per
+    request on the loop). Every name is resolved here, through the SSRF guard, and the client
+    for that host is pinned to the checked address (reqwest's static resolve), so the address
+    checked is the address connected to. One client per host, rebuilt when its name is looked
+    up again after `DNS_TTL` seconds and resolves elsewhere; literal addresses share one.
+    """
 
     def __init__(
         self,
@@ -126,10 +93,7 @@ class Sender:
     ) -> None:
         """`destinations`, when given, is the process's one check (registration asks it too);
         otherwise one is made of `allow_private_networks` and `resolver`."""
-        # No limit_per_host: aiohttp counts it per host and port, so endpoints sharing one
-        # (paths on one server) would queue behind each other's slow attempts. The worker
-        # caps attempts per endpoint itself.
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._concurrency = concurrency
         self._destinations = destinations or ssrf.DestinationCheck(
             allow_private_networks=allow_private_networks, resolver=resolver
@@ -137,12 +101,20 @@ class Sender:
         # Secrets and custom header values come sealed as stored; only signing and the request
         # see them open.
         self._box = box
-        self._session: aiohttp.ClientSession | None = None
-        # Answers are kept as they come: a compressed one would be stored unreadable.
+        self._started = False
+        # host -> its pinned client; literal addresses (no lookup) share `_direct`.
+        self._pinned: dict[str, _Pinned] = {}
+        self._looking_up: dict[str, asyncio.Future[_Pinned]] = {}
+        self._direct: Client | None = None
+        # Clients whose host moved: closed once no attempt can still be using them.
+        self._retired: list[tuple[float, Client]] = []
+        # Answers are kept as they come: a compressed one would be stored unreadable. reqwest
+        # adds `accept: */*`; it is listed so that what an attempt records is what was sent.
         self._headers = {
             "user-agent": USER_AGENT,
             "content-type": "application/json",
             "accept-encoding": "identity",
+            "accept": "*/*",
         }
 
     @classmethod
@@ -162,25 +134,84 @@ class Sender:
             destinations=destinations,
         )
 
+    def _client(self, pin: tuple[str, str] | None = None) -> Client:
+        builder = (
+            ClientBuilder()
+            .timeout(timedelta(seconds=self._timeout))
+            .max_connections(self._concurrency)
+            .follow_redirects(False)
+            .error_for_status(False)
+            .no_proxy()  # a proxy would connect to what it likes, past the guard
+            .gzip(False)
+            .brotli(False)
+            .deflate(False)
+            .zstd(False)
+            .http1_lower_case_headers()  # names as given, as receivers always got them
+            .user_agent(USER_AGENT)
+            .default_headers({k: v for k, v in self._headers.items() if k != "user-agent"})
+        )
+        if pin is not None:
+            host, address = pin
+            builder = builder.resolve(host, address, 0)  # the URL's port is the one used
+        return builder.build()
+
     async def start(self) -> None:
-        # Every name the client connects to is resolved through the guard, so the address it
-        # checked is the address it connects to (and only checked answers are cached).
-        connector = aiohttp.TCPConnector(
-            limit=self._concurrency, ttl_dns_cache=60, resolver=self._destinations.resolver()
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            response_class=_Response,
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            headers=self._headers,
-        )
+        self._direct = self._client()
+        self._started = True
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        clients = [p.client for p in self._pinned.values()] + [c for _, c in self._retired]
+        if self._direct is not None:
+            clients.append(self._direct)
+        self._pinned.clear()
+        self._retired.clear()
+        self._direct = None
+        self._started = False
+        for client in clients:
+            await client.close()
+
+    async def _client_for(self, host: str, port: int) -> Client:
+        """The client pinned to a checked address of `host`; raises ForbiddenDestination or
+        OSError (the name does not resolve)."""
+        loop = asyncio.get_running_loop()
+        pinned = self._pinned.get(host)
+        if pinned is not None and pinned.until > loop.time():
+            return pinned.client
+        looking = self._looking_up.get(host)
+        if looking is None:
+            looking = loop.create_future()
+            self._looking_up[host] = looking
+            try:
+                found = await self._destinations.resolver().resolve(host, port, socket.AF_UNSPEC)
+                if not found:
+                    raise OSError(f"{host} does not resolve to any address")
+                address = found[0]["host"]
+                if pinned is not None and pinned.address == address:
+                    fresh = _Pinned(address, pinned.client, loop.time() + DNS_TTL)
+                else:
+                    if pinned is not None:
+                        self._retire(pinned.client, loop.time())
+                    fresh = _Pinned(address, self._client((host, address)), loop.time() + DNS_TTL)
+                self._pinned[host] = fresh
+                looking.set_result(fresh)
+            except BaseException as exc:
+                looking.set_exception(exc)
+                looking.exception()  # retrieved: the waiters, if any, get it too
+                raise
+            finally:
+                del self._looking_up[host]
+            return fresh.client
+        return (await asyncio.shield(looking)).client
+
+    def _retire(self, client: Client, now: float) -> None:
+        """Close `client` once an attempt begun on it must have ended (its timeout and a second)."""
+        self._retired.append((now, client))
+        grace = self._timeout + 1
+        while self._retired and self._retired[0][0] + grace < now:
+            _, old = self._retired.pop(0)
+            task = asyncio.get_running_loop().create_task(old.close())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
 
     async def send(
         self,
@@ -192,7 +223,7 @@ class Sender:
         headers: Mapping[str, str] | None = None,
     ) -> Outcome:
         """POST once; never raises for anything the receiver or the network does."""
-        if self._session is None:
+        if not self._started:
             raise RuntimeError("Sender.start() was not called")
         started_at = utcnow()
         started = time.perf_counter()
@@ -211,14 +242,10 @@ class Sender:
                 **fields,
             )
 
-        if self._destinations.guarded:
-            # aiohttp connects to literal addresses without asking the resolver.
-            try:
-                ssrf.check_literal(url)
-            except ssrf.ForbiddenDestination as exc:
-                return finish(error_kind="forbidden_destination", error=str(exc))
-            except ValueError as exc:
-                return finish(error_kind="invalid_url", error=_describe(exc))
+        route = _route(url, self._destinations.guarded)
+        if route.refused is not None:
+            kind, error = route.refused
+            return finish(error_kind=kind, error=error)
 
         try:
             # Inside the try: a secret or header value that does not open is an attempt that
@@ -226,6 +253,20 @@ class Sender:
             if self._box is not None:
                 secrets = [self._box.open(secret) for secret in secrets]
                 headers = {name: self._box.open(value) for name, value in (headers or {}).items()}
+            host, port = route.host, route.port
+            if route.literal:  # connected to as it is, no lookup: checked by _route
+                client = self._direct
+                assert client is not None
+            else:
+                try:
+                    client = await self._client_for(host, port)
+                except ssrf.ForbiddenDestination as exc:
+                    return finish(error_kind="forbidden_destination", error=str(exc))
+                except OSError as exc:
+                    return finish(
+                        error_kind="connection_error",
+                        error=_describe_os(f"Cannot connect to host {host}:{port}", exc),
+                    )
             # The endpoint's custom headers first: ours override them (reserved names are
             # refused when they are set, this is the second line).
             request_headers = dict(headers or {})
@@ -234,6 +275,7 @@ class Sender:
             request_headers["webhook-signature"] = signing.signature_header(
                 secrets, msg_id, stamp, body
             )
+            request = client.post(url).headers(request_headers).body_bytes(body).build()
             # Recorded with the endpoint's own header values hidden: they are often a
             # receiver's credentials, sealed at rest, and the attempt is kept in the clear.
             if headers:
@@ -241,28 +283,23 @@ class Sender:
                 sent.update((name.lower(), REDACTED) for name in headers)
             else:  # only ours, lowercase already
                 sent = self._headers | request_headers
-            async with self._session.post(
-                url, data=body, headers=request_headers, allow_redirects=False
-            ) as response:
-                answered = kept_headers(response.headers.items())
-                answer = await _read_limited(response)
-                status = response.status
-                wait = None
-                if status in retry.RETRY_AFTER_STATUSES:
-                    wait = retry.parse_retry_after(response.headers.get("retry-after"), utcnow())
-        except TimeoutError:
-            return finish(error_kind="timeout", error=f"no answer within {self._timeout.total} s")
-        except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
-            return finish(error_kind="tls_error", error=_describe(exc))
-        except aiohttp.InvalidURL as exc:
+            response = await request.send()
+            answered = kept_headers(response.headers.items())
+            answer = await _read_limited(response)
+            status = response.status
+            wait = None
+            if status in retry.RETRY_AFTER_STATUSES:
+                wait = retry.parse_retry_after(response.get_header("retry-after"), utcnow())
+        except TimeoutError:  # pyreqwest's timeouts are TimeoutErrors too
+            return finish(error_kind="timeout", error=f"no answer within {self._timeout} s")
+        except rx.TransportError as exc:
+            kind = "tls_error" if _is_tls(exc) else "connection_error"
+            return finish(error_kind=kind, error=_describe(exc))
+        except rx.RequestError as exc:
+            return finish(error_kind="connection_error", error=_describe(exc))
+        except ValueError as exc:  # a URL the client cannot parse
+            sent = None
             return finish(error_kind="invalid_url", error=_describe(exc))
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, ssrf.ForbiddenDestination):
-                sent = None  # refused before connecting: nothing went out
-                return finish(error_kind="forbidden_destination", error=str(exc.os_error))
-            return finish(error_kind="connection_error", error=_describe(exc))
-        except (aiohttp.ClientError, OSError) as exc:
-            return finish(error_kind="connection_error", error=_describe(exc))
         except Exception as exc:  # a bug must not kill the worker; the attempt records it
             return finish(error_kind="internal_error", error=_describe(exc))
 
@@ -275,6 +312,48 @@ class Sender:
             error=f"receiver answered HTTP {status}",
             retry_after=wait,
         )
+
+
+# Seconds a host's checked address is used before the name is looked up again.
+DNS_TTL = 60.0
+# Closing retired clients: kept here until done, so that they are not collected mid-way.
+_CLOSING: set["asyncio.Task[None]"] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pinned:
+    address: str
+    client: Client
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where a URL goes: its host (as the client looks it up), port, whether the host is a
+    literal address, and why no request may go there, if so: (error kind, error)."""
+
+    host: str
+    port: int
+    literal: bool
+    refused: tuple[str, str] | None = None
+
+
+@functools.lru_cache(maxsize=4096)  # the same endpoints' URLs, attempt after attempt
+def _route(url: str, guarded: bool) -> _Route:
+    try:
+        if guarded:
+            # A literal address is connected to as it is: checked here, as no lookup comes.
+            ssrf.check_literal(url)
+        parsed = URL(url)
+    except ssrf.ForbiddenDestination as exc:
+        return _Route("", 0, False, ("forbidden_destination", str(exc)))
+    except ValueError as exc:
+        return _Route("", 0, False, ("invalid_url", _describe(exc)))
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return _Route("", 0, False, ("invalid_url", f"not an http(s) URL: {url!r}"[:1000]))
+    host = parsed.host.strip("[]")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return _Route(host, port, ssrf.literal_address(host) is not None)
 
 
 def kept_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -307,23 +386,47 @@ def _storable(text: str) -> str:
 _UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
 
 
-async def _read_limited(response: aiohttp.ClientResponse) -> str:
+async def _read_limited(response: Response) -> str:
     chunks: list[bytes] = []
     size = 0
+    reader = response.body_reader
     while size < RESPONSE_BODY_LIMIT:
-        chunk = await response.content.read(RESPONSE_BODY_LIMIT - size)
+        chunk = await reader.read(RESPONSE_BODY_LIMIT - size)
         if not chunk:
             break
-        chunks.append(chunk)
-        size += len(chunk)
+        chunks.append(bytes(chunk))
+        size += len(chunks[-1])
     if not chunks:
         return ""
     # Not final: a character the limit cut in half is dropped, not turned into U+FFFD.
-    text = _UTF8_DECODER("replace").decode(b"".join(chunks), final=False)
+    text = _UTF8_DECODER("replace").decode(b"".join(chunks)[:RESPONSE_BODY_LIMIT], final=False)
     # PostgreSQL text cannot hold NUL characters.
     return text.replace("\x00", "\ufffd")
 
 
+def _causes(exc: BaseException) -> list[str]:
+    details = getattr(exc, "details", None)
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return [str(c.get("message", "")) for c in causes or [] if isinstance(c, dict)]
+
+
+def _is_tls(exc: BaseException) -> bool:
+    return any("tls" in c.lower() or "certificate" in c.lower() for c in _causes(exc))
+
+
+_GENERIC_CAUSES = ("error sending request for url", "client error (")
+
+
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    if isinstance(exc, rx.PyreqwestError):
+        # reqwest's chain of causes, without its generic links and the URL (whose path or
+        # query may hold a token): "ConnectError: tcp connect error: Connection refused …"
+        causes = [c for c in _causes(exc) if not c.startswith(_GENERIC_CAUSES)]
+        text = ": ".join(causes) or exc.message
+    else:
+        text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:1000]
+
+
+def _describe_os(what: str, exc: OSError) -> str:
+    return f"{type(exc).__name__}: {what} [{exc.strerror or exc}]"[:1000]

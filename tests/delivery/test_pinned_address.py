@@ -1,0 +1,87 @@
+"""The sender looks a name up itself and connects to the address it looked up: until the
+lookup is `DNS_TTL` seconds old, every attempt to the host goes there; then the name is
+looked up again (through the guard, which judges every lookup) and, when it moved, the
+attempts follow it.
+
+Two receivers listen on the same port of 127.0.0.1 and 127.0.0.2; a stub resolver says where
+`hooks.example` is.
+"""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp import web
+
+from hookline.delivery import sender as sender_module
+from hookline.delivery import signing
+from hookline.delivery.sender import Sender
+from tests.support.resolver import StubResolver
+
+
+@asynccontextmanager
+async def receivers() -> AsyncIterator[tuple[int, list[str]]]:
+    """Receivers on 127.0.0.1 and 127.0.0.2, one port; yields it and the addresses hit."""
+    hits: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        hits.append(request.transport.get_extra_info("sockname")[0])  # type: ignore[union-attr]
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    # A port free on both addresses: taken on the first, then tried on the second.
+    for _ in range(20):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        try:
+            for host in ("127.0.0.1", "127.0.0.2"):
+                await web.TCPSite(runner, host, port).start()
+            break
+        except OSError:
+            await runner.cleanup()
+            runner = web.AppRunner(app)
+            await runner.setup()
+    else:
+        pytest.fail("no port free on both 127.0.0.1 and 127.0.0.2")
+    try:
+        yield port, hits
+    finally:
+        await runner.cleanup()
+
+
+async def post(sender: Sender, url: str) -> sender_module.Outcome:
+    return await sender.send(
+        url=url, msg_id="msg_pin", body=b"{}", secrets=[signing.generate_secret()]
+    )
+
+
+async def test_attempts_follow_a_name_that_moved_once_its_lookup_is_old(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sender_module, "DNS_TTL", 0.3)
+    stub = StubResolver({"hooks.example": ["127.0.0.1"]})
+    sender = Sender(timeout=5, concurrency=4, allow_private_networks=True, resolver=stub)
+    await sender.start()
+    try:
+        async with receivers() as (port, hits):
+            url = f"http://hooks.example:{port}/hook"
+            first = await asyncio.gather(*(post(sender, url) for _ in range(3)))
+            stub.names["hooks.example"] = ["127.0.0.2"]
+            still = await post(sender, url)  # the lookup is fresh: the same address
+            await asyncio.sleep(0.4)
+            moved = await post(sender, url)
+    finally:
+        await sender.close()
+
+    assert all(o.ok for o in [*first, still, moved]), [*first, still, moved]
+    assert hits == ["127.0.0.1"] * 4 + ["127.0.0.2"]
+    # Three attempts at once asked once; the second lookup came after the TTL.
+    assert stub.count("hooks.example") == 2
