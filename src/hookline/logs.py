@@ -265,6 +265,11 @@ def configure(log_format: LogFormat = "text", *, stream: TextIO | None = None) -
     format, at INFO; called once by each command at start, and again in each process that
     `hookline api --workers N` starts. A second call replaces the first one's handler."""
     unconfigure()
+    # No line shows the thread or the process: not looking them up for every record saves
+    # ~6% of an attempt line's cost (one line per attempt).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter(log_format))
