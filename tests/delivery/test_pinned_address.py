@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import ResolveResult
 
 from hookline.delivery import sender as sender_module
 from hookline.delivery import signing
@@ -85,3 +86,40 @@ async def test_attempts_follow_a_name_that_moved_once_its_lookup_is_old(
     assert hits == ["127.0.0.1"] * 4 + ["127.0.0.2"]
     # Three attempts at once asked once; the second lookup came after the TTL.
     assert stub.count("hooks.example") == 2
+
+
+class GatedResolver(StubResolver):
+    """Answers once `gate` is set."""
+
+    def __init__(self, names: dict[str, list[str]]) -> None:
+        super().__init__(names)
+        self.gate = asyncio.Event()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        await self.gate.wait()
+        return await super().resolve(host, port, family)
+
+
+async def test_an_attempt_cancelled_during_the_lookup_leaves_it_to_the_others() -> None:
+    stub = GatedResolver({"hooks.example": ["127.0.0.1"]})
+    sender = Sender(timeout=5, concurrency=4, allow_private_networks=True, resolver=stub)
+    await sender.start()
+    try:
+        async with receivers() as (port, hits):
+            url = f"http://hooks.example:{port}/hook"
+            first = asyncio.create_task(post(sender, url))
+            second = asyncio.create_task(post(sender, url))
+            await asyncio.sleep(0.05)  # both wait for the one lookup
+            first.cancel()
+            stub.gate.set()
+            outcome = await asyncio.wait_for(second, 5)
+            with pytest.raises(asyncio.CancelledError):
+                await first
+    finally:
+        await sender.close()
+
+    assert outcome.ok, outcome
+    assert hits == ["127.0.0.1"]
+    assert stub.count("hooks.example") == 1

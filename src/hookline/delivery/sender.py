@@ -70,6 +70,19 @@ class Outcome:
         }
 
 
+# Seconds a host's checked address is used before the name is looked up again.
+DNS_TTL = 60.0
+# Closing retired clients: kept here until done, so that they are not collected mid-way.
+_CLOSING: set["asyncio.Task[None]"] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pinned:
+    address: str
+    client: Client
+    until: float
+
+
 class Sender:
     """Posts signed webhooks; one instance per process.
 
@@ -172,36 +185,33 @@ class Sender:
 
     async def _client_for(self, host: str, port: int) -> Client:
         """The client pinned to a checked address of `host`; raises ForbiddenDestination or
-        OSError (the name does not resolve)."""
-        loop = asyncio.get_running_loop()
+        OSError (the name does not resolve). Attempts to one host wait for one lookup."""
         pinned = self._pinned.get(host)
-        if pinned is not None and pinned.until > loop.time():
+        if pinned is not None and pinned.until > asyncio.get_running_loop().time():
             return pinned.client
-        looking = self._looking_up.get(host)
-        if looking is None:
-            looking = loop.create_future()
-            self._looking_up[host] = looking
-            try:
-                found = await self._destinations.resolver().resolve(host, port, socket.AF_UNSPEC)
-                if not found:
-                    raise OSError(f"{host} does not resolve to any address")
-                address = found[0]["host"]
-                if pinned is not None and pinned.address == address:
-                    fresh = _Pinned(address, pinned.client, loop.time() + DNS_TTL)
-                else:
-                    if pinned is not None:
-                        self._retire(pinned.client, loop.time())
-                    fresh = _Pinned(address, self._client((host, address)), loop.time() + DNS_TTL)
-                self._pinned[host] = fresh
-                looking.set_result(fresh)
-            except BaseException as exc:
-                looking.set_exception(exc)
-                looking.exception()  # retrieved: the waiters, if any, get it too
-                raise
-            finally:
-                del self._looking_up[host]
-            return fresh.client
-        return (await asyncio.shield(looking)).client
+        lookup = self._looking_up.get(host)
+        if lookup is None:
+            # A task of its own, shielded: an attempt cancelled meanwhile leaves it to the others.
+            lookup = asyncio.ensure_future(self._look_up(host, port))
+            self._looking_up[host] = lookup
+            lookup.add_done_callback(lambda _: self._looking_up.pop(host, None))
+        return (await asyncio.shield(lookup)).client
+
+    async def _look_up(self, host: str, port: int) -> _Pinned:
+        found = await self._destinations.resolver().resolve(host, port, socket.AF_UNSPEC)
+        if not found:
+            raise OSError(f"{host} does not resolve to any address")
+        address = found[0]["host"]
+        now = asyncio.get_running_loop().time()
+        pinned = self._pinned.get(host)
+        if pinned is not None and pinned.address == address:
+            fresh = _Pinned(address, pinned.client, now + DNS_TTL)
+        else:
+            if pinned is not None:
+                self._retire(pinned.client, now)
+            fresh = _Pinned(address, self._client((host, address)), now + DNS_TTL)
+        self._pinned[host] = fresh
+        return fresh
 
     def _retire(self, client: Client, now: float) -> None:
         """Close `client` once an attempt begun on it must have ended (its timeout and a second)."""
@@ -312,19 +322,6 @@ class Sender:
             error=f"receiver answered HTTP {status}",
             retry_after=wait,
         )
-
-
-# Seconds a host's checked address is used before the name is looked up again.
-DNS_TTL = 60.0
-# Closing retired clients: kept here until done, so that they are not collected mid-way.
-_CLOSING: set["asyncio.Task[None]"] = set()
-
-
-@dataclass(frozen=True, slots=True)
-class _Pinned:
-    address: str
-    client: Client
-    until: float
 
 
 @dataclass(frozen=True, slots=True)
