@@ -123,3 +123,18 @@ async def test_an_attempt_cancelled_during_the_lookup_leaves_it_to_the_others() 
     assert outcome.ok, outcome
     assert hits == ["127.0.0.1"]
     assert stub.count("hooks.example") == 1
+
+
+async def test_a_name_with_both_families_is_reached_over_ipv4() -> None:
+    # Nothing listens on ::1 here: an attempt pinned to it would fail.
+    stub = StubResolver({"hooks.example": ["::1", "127.0.0.2"]})
+    sender = Sender(timeout=5, concurrency=1, allow_private_networks=True, resolver=stub)
+    await sender.start()
+    try:
+        async with receivers() as (port, hits):
+            outcome = await post(sender, f"http://hooks.example:{port}/hook")
+    finally:
+        await sender.close()
+
+    assert outcome.ok, outcome
+    assert hits == ["127.0.0.2"]

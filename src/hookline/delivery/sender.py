@@ -201,7 +201,11 @@ class Sender:
         found = await self._destinations.resolver().resolve(host, port, socket.AF_UNSPEC)
         if not found:
             raise OSError(f"{host} does not resolve to any address")
-        address = found[0]["host"]
+        # One address per host (reqwest's static resolve takes one): IPv4 when there is one,
+        # the family reachable nearly everywhere; every address the name has was checked.
+        address = next(
+            (r["host"] for r in found if r["family"] == socket.AF_INET), found[0]["host"]
+        )
         now = asyncio.get_running_loop().time()
         pinned = self._pinned.get(host)
         if pinned is not None and pinned.address == address:
