@@ -4,15 +4,16 @@ All in this process (uvloop, as `hookline serve` runs), against the sink, 16 end
 64 in flight, `--deliveries` each:
 
 - raw aiohttp: `session.post` with the signed headers, as P1's baseline does;
-- `Sender.send`: hookline's sender alone (sealed secret, signing, SSRF-guarded connector
-  with private networks allowed, 4 KiB read limit, the Outcome);
+- `Sender.send`: hookline's sender alone (sealed secret, signing, pyreqwest with its HTTP work
+  in its own thread, private networks allowed, 4 KiB read limit, the Outcome);
 - worker, stub sender: `Worker.run` draining a SQLite backlog with a sender that answers at
   once without any HTTP: the claim / record machinery alone (split into the event loop's
   thread and the others, chiefly the store's SQLite writer thread running units);
 - worker, real sender: the same backlog delivered to the sink, as in P1 but in-process.
 
 CPU is this process's (all threads) per delivery; the ratio printed is the worker with the
-real sender ÷ raw aiohttp.
+real sender ÷ raw aiohttp. The split line shows the event loop's thread apart from the others
+(pyreqwest's, and the store's SQLite writer thread).
 
     .venv/bin/python bench/worker_cost.py [--quick] [--deliveries 8000]
 """
@@ -174,7 +175,7 @@ async def main(args: argparse.Namespace) -> Result:
         context={
             "cpu_ms_per_delivery": {k: round(v["cpu_ms"], 3) for k, v in results.items()},
             "per_s": {k: round(v["per_s"]) for k, v in results.items()},
-            "worker split, ms per delivery (event loop thread / SQLite's writer thread)": {
+            "worker split, ms per delivery (event loop thread / the other threads)": {
                 name: f"{results[name]['event_loop_thread_ms']:.3f} /"
                 f" {results[name]['other_threads_ms']:.3f}"
                 for name in ("worker, stub sender (no HTTP)", "worker, real sender")
