@@ -58,6 +58,20 @@ async def receivers() -> AsyncIterator[tuple[int, list[str]]]:
         await runner.cleanup()
 
 
+@asynccontextmanager
+async def sending(
+    resolver: StubResolver,
+) -> AsyncIterator[tuple[Sender, int, list[str]]]:
+    """A started sender looking names up with `resolver`, beside the two receivers."""
+    sender = Sender(timeout=5, concurrency=4, allow_private_networks=True, resolver=resolver)
+    await sender.start()
+    try:
+        async with receivers() as (port, hits):
+            yield sender, port, hits
+    finally:
+        await sender.close()
+
+
 async def post(sender: Sender, url: str) -> sender_module.Outcome:
     return await sender.send(
         url=url, msg_id="msg_pin", body=b"{}", secrets=[signing.generate_secret()]
@@ -69,18 +83,13 @@ async def test_attempts_follow_a_name_that_moved_once_its_lookup_is_old(
 ) -> None:
     monkeypatch.setattr(sender_module, "DNS_TTL", 0.3)
     stub = StubResolver({"hooks.example": ["127.0.0.1"]})
-    sender = Sender(timeout=5, concurrency=4, allow_private_networks=True, resolver=stub)
-    await sender.start()
-    try:
-        async with receivers() as (port, hits):
-            url = f"http://hooks.example:{port}/hook"
-            first = await asyncio.gather(*(post(sender, url) for _ in range(3)))
-            stub.names["hooks.example"] = ["127.0.0.2"]
-            still = await post(sender, url)  # the lookup is fresh: the same address
-            await asyncio.sleep(0.4)
-            moved = await post(sender, url)
-    finally:
-        await sender.close()
+    async with sending(stub) as (sender, port, hits):
+        url = f"http://hooks.example:{port}/hook"
+        first = await asyncio.gather(*(post(sender, url) for _ in range(3)))
+        stub.names["hooks.example"] = ["127.0.0.2"]
+        still = await post(sender, url)  # the lookup is fresh: the same address
+        await asyncio.sleep(0.4)
+        moved = await post(sender, url)
 
     assert all(o.ok for o in [*first, still, moved]), [*first, still, moved]
     assert hits == ["127.0.0.1"] * 4 + ["127.0.0.2"]
@@ -104,21 +113,16 @@ class GatedResolver(StubResolver):
 
 async def test_an_attempt_cancelled_during_the_lookup_leaves_it_to_the_others() -> None:
     stub = GatedResolver({"hooks.example": ["127.0.0.1"]})
-    sender = Sender(timeout=5, concurrency=4, allow_private_networks=True, resolver=stub)
-    await sender.start()
-    try:
-        async with receivers() as (port, hits):
-            url = f"http://hooks.example:{port}/hook"
-            first = asyncio.create_task(post(sender, url))
-            second = asyncio.create_task(post(sender, url))
-            await asyncio.sleep(0.05)  # both wait for the one lookup
-            first.cancel()
-            stub.gate.set()
-            outcome = await asyncio.wait_for(second, 5)
-            with pytest.raises(asyncio.CancelledError):
-                await first
-    finally:
-        await sender.close()
+    async with sending(stub) as (sender, port, hits):
+        url = f"http://hooks.example:{port}/hook"
+        first = asyncio.create_task(post(sender, url))
+        second = asyncio.create_task(post(sender, url))
+        await asyncio.sleep(0.05)  # both wait for the one lookup
+        first.cancel()
+        stub.gate.set()
+        outcome = await asyncio.wait_for(second, 5)
+        with pytest.raises(asyncio.CancelledError):
+            await first
 
     assert outcome.ok, outcome
     assert hits == ["127.0.0.1"]
@@ -128,13 +132,8 @@ async def test_an_attempt_cancelled_during_the_lookup_leaves_it_to_the_others() 
 async def test_a_name_with_both_families_is_reached_over_ipv4() -> None:
     # Nothing listens on ::1 here: an attempt pinned to it would fail.
     stub = StubResolver({"hooks.example": ["::1", "127.0.0.2"]})
-    sender = Sender(timeout=5, concurrency=1, allow_private_networks=True, resolver=stub)
-    await sender.start()
-    try:
-        async with receivers() as (port, hits):
-            outcome = await post(sender, f"http://hooks.example:{port}/hook")
-    finally:
-        await sender.close()
+    async with sending(stub) as (sender, port, hits):
+        outcome = await post(sender, f"http://hooks.example:{port}/hook")
 
     assert outcome.ok, outcome
     assert hits == ["127.0.0.2"]
