@@ -213,6 +213,10 @@ def api(
 @app.command()
 def worker() -> None:
     """The delivery worker alone; stops cleanly on SIGTERM or SIGINT."""
+    # Until its loop takes SIGTERM/SIGINT over (once it runs), a stop asked for while starting
+    # (migrating, waiting for the database) exits 0 at once: nothing is leased yet.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
     asyncio.run(_run_worker(_settings()))
 
 

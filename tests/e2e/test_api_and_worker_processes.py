@@ -4,6 +4,8 @@ The two roles apart, for scale-out; a plain `postgresql://` URL works. The worke
 stops on SIGTERM by finishing the attempt in flight and recording it, then exits 0.
 """
 
+import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -139,3 +141,20 @@ async def test_api_with_several_uvicorn_workers_serves_and_stops(
     assert len(children) >= 2, children
     assert len({r.headers["webhook-id"] for r in receiver.at("/hook")}) == 20
     assert (api_exit, worker_exit) == (0, 0)
+
+
+async def test_a_worker_stopped_while_it_starts_exits_0(tmp_path: Path) -> None:
+    # Its database answers nothing (a socket that accepts and stays silent): the worker is
+    # held in its start, before its event loop takes SIGTERM over. Nothing is leased yet, so a
+    # stop asked for now is a clean stop, not death by the signal.
+    with socket.socket() as database:
+        database.bind(("127.0.0.1", 0))
+        database.listen(4)
+        database.settimeout(30)
+        silent = f"postgresql://postgres@127.0.0.1:{database.getsockname()[1]}/hookline"
+        env = clean_environ(HOOKLINE_DATABASE_URL=silent, HOOKLINE_DATA_DIR=str(tmp_path))
+        with ServeProcess(tmp_path, env=env, port=free_port(), command="worker") as worker:
+            worker.spawn()
+            connection, _ = await asyncio.to_thread(database.accept)  # it is starting
+            with connection:
+                assert await worker.terminate(timeout=10) == 0, worker.log_text()
