@@ -313,3 +313,23 @@ def test_an_attempt_line_has_its_fields_and_nothing_else(caplog) -> None:
     text = logs.TextFormatter().format(line) + logs.JsonFormatter().format(line)
     for secret in ("token=abc", "PAYLOAD", "HEADER-SECRET", "sealed-secret", "RESPONSE-BODY"):
         assert secret not in text
+
+
+def test_a_line_made_by_line_reads_as_one_made_by_log(configured) -> None:
+    logger = logging.getLogger("hookline.worker")
+    fields = {"delivery_id": "dlv_1", "attempt": 2, "status_code": None, "host": "example.com"}
+    logs.line(logger, logging.WARNING, "attempt failed", **fields)
+    logger.log(logging.WARNING, "attempt failed", extra=logs.fields(**fields))
+    logs.line(logger, logging.DEBUG, "below the level")  # INFO and up only: not written
+
+    made, logged = (json.loads(line) for line in configured.getvalue().splitlines())
+    made.pop("time"), logged.pop("time")
+    assert made == logged
+    assert made == {
+        "level": "WARNING",
+        "logger": "hookline.worker",
+        "message": "attempt failed",
+        "delivery_id": "dlv_1",
+        "attempt": 2,
+        "host": "example.com",
+    }

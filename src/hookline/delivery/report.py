@@ -44,23 +44,22 @@ def attempt(item: Claimed, number: int, outcome: Outcome, decision: Decision) ->
         retry_in = round(decision.delay, 3)
         # The delay runs on the database's clock from the record; this is the worker's guess.
         retry_at = utcnow() + timedelta(seconds=decision.delay)
-    log.log(
+    logs.line(
+        log,
         level,
         "attempt succeeded" if outcome.ok else "attempt failed",
-        extra=logs.fields(
-            event_id=item.event_id,
-            event=item.event,
-            delivery_id=item.delivery_id,
-            endpoint_id=item.endpoint_id,
-            host=host_of(item.url),
-            attempt=number,
-            status_code=outcome.status_code,
-            error_kind=outcome.error_kind,
-            duration_ms=outcome.duration_ms,
-            delivery=str(decision.status),
-            retry_in_s=retry_in,
-            retry_at=retry_at,
-        ),
+        event_id=item.event_id,
+        event=item.event,
+        delivery_id=item.delivery_id,
+        endpoint_id=item.endpoint_id,
+        host=host_of(item.url),
+        attempt=number,
+        status_code=outcome.status_code,
+        error_kind=outcome.error_kind,
+        duration_ms=outcome.duration_ms,
+        delivery=str(decision.status),
+        retry_in_s=retry_in,
+        retry_at=retry_at,
     )
 
 
