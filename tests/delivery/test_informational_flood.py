@@ -23,7 +23,7 @@ PROMPTLY = 10.0
 # Informational responses before the answer in the tests that answer.
 A_FEW = 10
 # The event loop's longest stall allowed while the flood lasts (a tick is due every 10 ms).
-LOOP_STALL = 0.5
+LOOP_STALL = 1.0
 FLOOD_WRITES = 200_000
 BATCH = 100
 
