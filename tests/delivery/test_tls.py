@@ -5,6 +5,7 @@ The CA is trusted the way an operator trusts a private CA: in the system's store
 file `SSL_CERT_FILE` names (the client reads both, as OpenSSL does).
 """
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -106,6 +107,14 @@ async def https_receiver(certificate: Path, key: Path) -> AsyncIterator[tuple[st
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         yield f"https://127.0.0.1:{port}/hook", got
+        # The sender was closed: let its connection's TLS shutdown end before the server goes,
+        # or the server's half of it is left to the garbage collector, unclosed.
+        server = runner.server
+        assert server is not None
+        for _ in range(500):
+            if not server.connections:
+                break
+            await asyncio.sleep(0.01)
     finally:
         await runner.cleanup()
 
