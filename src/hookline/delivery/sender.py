@@ -114,7 +114,6 @@ class Sender:
         # Secrets and custom header values come sealed as stored; only signing and the request
         # see them open.
         self._box = box
-        self._started = False
         # host -> its pinned client; literal addresses (no lookup) share `_direct`.
         self._pinned: dict[str, _Pinned] = {}
         self._looking_up: dict[str, asyncio.Future[_Pinned]] = {}
@@ -170,7 +169,6 @@ class Sender:
 
     async def start(self) -> None:
         self._direct = self._client()
-        self._started = True
 
     async def close(self) -> None:
         clients = [p.client for p in self._pinned.values()] + [c for _, c in self._retired]
@@ -179,7 +177,6 @@ class Sender:
         self._pinned.clear()
         self._retired.clear()
         self._direct = None
-        self._started = False
         for client in clients:
             await client.close()
 
@@ -237,7 +234,7 @@ class Sender:
         headers: Mapping[str, str] | None = None,
     ) -> Outcome:
         """POST once; never raises for anything the receiver or the network does."""
-        if not self._started:
+        if self._direct is None:
             raise RuntimeError("Sender.start() was not called")
         started_at = utcnow()
         started = time.perf_counter()
@@ -270,7 +267,6 @@ class Sender:
             host, port = route.host, route.port
             if route.literal:  # connected to as it is, no lookup: checked by _route
                 client = self._direct
-                assert client is not None
             else:
                 try:
                     client = await self._client_for(host, port)
@@ -342,19 +338,20 @@ class _Route:
 @functools.lru_cache(maxsize=4096)  # the same endpoints' URLs, attempt after attempt
 def _route(url: str, guarded: bool) -> _Route:
     try:
-        if guarded:
-            # A literal address is connected to as it is: checked here, as no lookup comes.
-            ssrf.check_literal(url)
         parsed = URL(url)
-    except ssrf.ForbiddenDestination as exc:
-        return _Route("", 0, False, ("forbidden_destination", str(exc)))
     except ValueError as exc:
         return _Route("", 0, False, ("invalid_url", _describe(exc)))
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    host, port = ssrf.host_and_port(parsed)
+    literal = ssrf.literal_address(host)
+    if guarded and literal is not None:
+        # A literal address is connected to as it is: checked here, as no lookup comes.
+        try:
+            ssrf.check_address(host, literal)
+        except ssrf.ForbiddenDestination as exc:
+            return _Route("", 0, False, ("forbidden_destination", str(exc)))
+    if parsed.scheme not in ("http", "https") or not host:
         return _Route("", 0, False, ("invalid_url", f"not an http(s) URL: {url!r}"[:1000]))
-    host = parsed.host.strip("[]")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return _Route(host, port, ssrf.literal_address(host) is not None)
+    return _Route(host, port, literal is not None)
 
 
 def kept_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -165,14 +165,17 @@ def check_literal(url: str) -> bool:
     return True
 
 
+def host_and_port(url: URL) -> tuple[str, int]:
+    """The host a URL's client connects to (as `_host`) and the port (the scheme's default)."""
+    return _host(url), url.port or (443 if url.scheme == "https" else 80)
+
+
 async def check_url(url: str, resolver: AbstractResolver) -> None:
     """Raise ForbiddenDestination when the URL's host is or resolves to a forbidden address,
     or OSError when it does not resolve."""
     if check_literal(url):
         return
-    parsed = URL(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    host = _host(parsed)
+    host, port = host_and_port(URL(url))
     check_results(host, await resolver.resolve(host, port, socket.AF_UNSPEC))
 
 
