@@ -23,6 +23,8 @@ from hookline.models import utcnow
 from hookline.secretbox import SecretBox
 
 RESPONSE_BODY_LIMIT = 4096
+# What the client buffers of an answer's body ahead of the reader: the kept part and a little.
+READ_BUFFER_BYTES = 16_384
 # What is kept of an answer's headers: this many at most, of this many bytes in all.
 RESPONSE_HEADERS_LIMIT = 50
 RESPONSE_HEADERS_BYTES = 4096
@@ -285,7 +287,15 @@ class Sender:
             request_headers["webhook-signature"] = signing.signature_header(
                 secrets, msg_id, stamp, body
             )
-            request = client.post(url).headers(request_headers).body_bytes(body).build()
+            # Streamed: the answer's body is read only as far as the attempt keeps it (a built
+            # request would read all of it, however large, into memory first).
+            request = (
+                client.post(url)
+                .headers(request_headers)
+                .body_bytes(body)
+                .streamed_read_buffer_limit(READ_BUFFER_BYTES)
+                .build_streamed()
+            )
             # Recorded with the endpoint's own header values hidden: they are often a
             # receiver's credentials, sealed at rest, and the attempt is kept in the clear.
             if headers:
@@ -293,13 +303,14 @@ class Sender:
                 sent.update((name.lower(), REDACTED) for name in headers)
             else:  # only ours, lowercase already
                 sent = self._headers | request_headers
-            response = await request.send()
-            answered = kept_headers(response.headers.items())
-            answer = await _read_limited(response)
-            status = response.status
-            wait = None
-            if status in retry.RETRY_AFTER_STATUSES:
-                wait = retry.parse_retry_after(response.get_header("retry-after"), utcnow())
+            # Leaving the block drops the connection if the body was not read to its end.
+            async with request as response:
+                answered = kept_headers(response.headers.items())
+                answer = await _read_limited(response)
+                status = response.status
+                wait = None
+                if status in retry.RETRY_AFTER_STATUSES:
+                    wait = retry.parse_retry_after(response.get_header("retry-after"), utcnow())
         except TimeoutError:  # pyreqwest's timeouts are TimeoutErrors too
             return finish(error_kind="timeout", error=f"no answer within {self._timeout} s")
         except rx.TransportError as exc:
