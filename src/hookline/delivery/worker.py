@@ -146,6 +146,7 @@ class Worker:
         slow_in_flight = sum(self._per_endpoint[e] for e in self._slow)
         unproven_in_flight = sum(n for e, n in self._per_endpoint.items() if e not in self._proven)
         lane = min(free, self._slow_lane - slow_in_flight, self._probation - unproven_in_flight)
+        skip = busy | self._slow | self._waiting
         try:
             # The healthy lane first, without the slow endpoints; then what room the slow lane
             # has, one attempt per endpoint, skipping the slow ones that have one out already.
@@ -155,18 +156,18 @@ class Worker:
                     limit=free,
                     lease_seconds=self._settings.lease_seconds,
                     per_endpoint=self._top_up,
-                    skip_endpoints=[*(busy | self._slow | self._waiting)],
+                    skip_endpoints=[*skip],
                 )
             )
             if self._slow and lane > 0 and len(claimed) < free:
-                skip = busy | self._waiting | {c.endpoint_id for c in claimed}
+                lane_skip = busy | self._waiting | {c.endpoint_id for c in claimed}
                 claimed += await self._store.write(
                     claims.claim(
                         owner=self.owner,
                         limit=min(lane, free - len(claimed)),
                         lease_seconds=self._settings.lease_seconds,
                         per_endpoint=1,
-                        skip_endpoints=[*skip],
+                        skip_endpoints=[*lane_skip],
                     )
                 )
         except Exception as exc:
@@ -179,12 +180,18 @@ class Worker:
             self._inflight[item.delivery_id] = asyncio.create_task(self._attempt(item))
         if give_back:
             await self._release([item.delivery_id for item in give_back])
-        # An endpoint that got all a claim gives one may have more due, and may have hidden
-        # deliveries to other endpoints due after its backlog: claim again at once (it is
-        # skipped once full; each round starts an attempt or claims nothing, so this ends).
-        per_endpoint = Counter(item.endpoint_id for item in claimed)
         self._slots_ran_out = len(claimed) == free
-        return self._slots_ran_out or any(n >= self._top_up for n in per_endpoint.values())
+        # An endpoint that got all a claim gives one may have more due: claim again at once if
+        # it has room for more (it is skipped once full; each round starts an attempt or
+        # claims nothing, so this ends). When no endpoint was skipped, the claim looked at the
+        # oldest due rows only, and such an endpoint's backlog may hide other endpoints'
+        # deliveries: claim again then too. Else every endpoint not skipped was probed, and a
+        # claim now would find nothing more.
+        topped = [
+            e for e, n in Counter(i.endpoint_id for i in claimed).items() if n >= self._top_up
+        ]
+        room = any(self._per_endpoint[e] <= self._full_above for e in topped)
+        return self._slots_ran_out or room or bool(topped and not skip)
 
     def _admit(self, claimed: list[Claimed], room: int) -> tuple[list[Claimed], list[Claimed]]:
         """Split a claim into what to send now and what to give back: a proven endpoint's
