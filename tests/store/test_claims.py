@@ -93,7 +93,7 @@ async def test_claim_leases_due_deliveries_with_what_sending_needs(
 
     assert [c.delivery_id for c in claimed] == ids["e"][:2]  # oldest first; the third not due
     item = claimed[0]
-    assert (item.attempts_made, item.event, item.payload) == (0, "user_registered", {"n": 1})
+    assert (item.attempts_made, item.event, item.data) == (0, "user_registered", {"n": 1})
     assert item.url.endswith("/e") and item.secrets == ("s",) and item.headers is None
     assert item.event_created_at.tzinfo is not None
     assert first.lease_owner == "w1"

@@ -22,6 +22,8 @@ log = logging.getLogger("hookline.worker")
 
 # Seconds between prunes of old events and idempotency keys (the first comes after one period).
 HOUSEKEEPING_INTERVAL = 600.0
+# Bodies kept for the events most recently sent: an event's endpoints are claimed together.
+RECENT_BODIES = 1024
 
 
 class Worker:
@@ -43,6 +45,7 @@ class Worker:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._per_endpoint: Counter[str] = Counter()
         self._finished: list[Settled] = []
+        self._bodies: dict[str, bytes] = {}
         self._wake = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._stopping = False
@@ -219,12 +222,7 @@ class Worker:
         try:
             if item.wait > 0:  # a rate-limited endpoint's turn (the claim spaced them)
                 await asyncio.sleep(item.wait)
-            body = envelope.render(
-                event_id=item.event_id,
-                event=item.event,
-                created_at=item.event_created_at,
-                data=item.payload,
-            )
+            body = self._body(item)
             outcome = await self._sender.send(
                 url=item.url,
                 msg_id=item.event_id,
@@ -248,6 +246,21 @@ class Worker:
             free = self._settings.worker_concurrency - len(self._inflight)
             if endpoint_reopened or (self._slots_ran_out and free >= self._claim_at):
                 self._wake.set()
+
+    def _body(self, item: Claimed) -> bytes:
+        """The body of `item`'s event: made once for all the endpoints that get it (an event
+        never changes), kept for the last `RECENT_BODIES` events."""
+        body = self._bodies.get(item.event_id)
+        if body is None:
+            if len(self._bodies) >= RECENT_BODIES:
+                self._bodies.clear()
+            body = self._bodies[item.event_id] = envelope.render(
+                event_id=item.event_id,
+                event=item.event,
+                created_at=item.event_created_at,
+                data=item.data,
+            )
+        return body
 
     def _settle(self, item: Claimed, outcome: Outcome) -> "Settled":
         endpoint_id = item.endpoint_id

@@ -31,7 +31,9 @@ class Claimed:
     attempts_made: int
     event_id: str
     event: str
-    payload: dict[str, Any]
+    # The event's data as the column holds it (JSON text): parsed only when the body is made,
+    # once per event however many endpoints get it (`data`).
+    payload: Any
     event_created_at: datetime
     endpoint_id: str
     url: str
@@ -43,6 +45,12 @@ class Claimed:
     ordered: bool = False
     # Asked for by hand (a retry, a recovery): the attempt's trigger is `manual`.
     manual: bool = False
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event's data."""
+        data: dict[str, Any] = js(self.payload)
+        return data
 
     @property
     def probe(self) -> bool:
@@ -284,7 +292,7 @@ def _claimed(row: Any, wait: float = 0.0) -> Claimed:
         attempts_made=row[1],
         event_id=row[2],
         event=row[3],
-        payload=js(row[4]),
+        payload=row[4],
         event_created_at=ts_required(row[5]),
         endpoint_id=row[6],
         url=row[7],
