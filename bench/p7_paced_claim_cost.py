@@ -85,6 +85,7 @@ MAIN = ("none", "rate-limited", "ordered")
 NAMES = {
     id(getattr(claims, name)): name
     for name in (
+        "_ENDPOINTS",
         "_PACED_IDS",
         "_PACED",
         "_HEAD",
