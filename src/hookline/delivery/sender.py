@@ -35,7 +35,7 @@ USER_AGENT = f"hookline/{__version__}"
 REDACTED = "(redacted)"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per attempt: not frozen, whose __init__ costs ~7x
 class Outcome:
     """What one attempt came to; `error_kind` is None only for an answered request."""
 

@@ -37,7 +37,7 @@ _FAILING_SINCE = sql(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per attempt: not frozen, whose __init__ costs ~7x
 class AttemptResult:
     """What the clock needs to know of one recorded attempt."""
 
