@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hookline.store import units
-from hookline.store.sql import js, sql, ts, ts_required
+from hookline.store.sql import batched, js, sql, ts, ts_required
 from hookline.store.status import Status
 from hookline.store.units import Unit
 
@@ -335,12 +335,24 @@ _HELD = sql(_HELD_ROWS, postgres=_HELD_ROWS + " FOR UPDATE OF d")
 # finished_at: set when the delivery leaves pending now, empty while it stays pending, kept
 # when it had left already (cancelled while the attempt was in flight). The manual mark stays
 # only for the attempt a retry asked for meanwhile.
-_FINISH = sql(
-    "UPDATE deliveries SET status = :status, attempts_made = :number,"
-    " next_attempt_at = {after:delay}, lease_owner = NULL, lease_until = NULL,"
-    " retry_requested_at = NULL, manual = :manual, finished_at = CASE"
-    "  WHEN :finishing THEN {now} WHEN status = 'pending' THEN NULL ELSE finished_at END"
-    " WHERE id = :id"
+_FINISH = batched(
+    sql(
+        "UPDATE deliveries SET status = :status, attempts_made = :number,"
+        " next_attempt_at = {after:delay}, lease_owner = NULL, lease_until = NULL,"
+        " retry_requested_at = NULL, manual = :manual, finished_at = CASE"
+        "  WHEN :finishing THEN {now} WHEN status = 'pending' THEN NULL ELSE finished_at END"
+        " WHERE id = :id"
+    ),
+    sqlite="UPDATE deliveries SET status = r.status, attempts_made = r.number,"
+    " next_attempt_at = r.next_at, lease_owner = NULL, lease_until = NULL,"
+    " retry_requested_at = NULL, manual = r.manual, finished_at = CASE"
+    "  WHEN r.finishing THEN {now} WHEN deliveries.status = 'pending' THEN NULL"
+    "  ELSE deliveries.finished_at END"
+    " FROM (SELECT value ->> 0 AS id, value ->> 1 AS status, value ->> 2 AS number,"
+    "  value ->> 3 AS next_at, value ->> 4 AS manual, value ->> 5 AS finishing"
+    "  FROM json_each(:rows)) AS r"
+    " WHERE deliveries.id = r.id",
+    columns=("id", "status", "number", "delay", "manual", "finishing"),
 )
 ATTEMPT_COLUMNS = (
     "delivery_id",

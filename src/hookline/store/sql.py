@@ -15,7 +15,7 @@ The text for each dialect is built when the statement is made (at import), never
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from itertools import combinations
@@ -37,6 +37,10 @@ class Statement:
     names: tuple[str, ...]
     uses_now: bool  # on SQLite: the store binds `now`
     after: tuple[str, ...]  # on SQLite: the store binds `<name>__at` = now + <name> seconds
+    # On SQLite, for many rows at once (`batched`): one statement over `:rows`, and each row's
+    # values in that JSON array in this order.
+    sqlite_rows: str | None = None
+    row_columns: tuple[str, ...] = ()
 
 
 def sql(text: str, *, postgres: str | None = None, sqlite: str | None = None) -> Statement:
@@ -59,6 +63,16 @@ def sql(text: str, *, postgres: str | None = None, sqlite: str | None = None) ->
         names=tuple(names),
         uses_now=":now" in lite or bool(after),
         after=after,
+    )
+
+
+def batched(statement: Statement, *, sqlite: str, columns: Sequence[str]) -> Statement:
+    """`statement`, which `execute_many` runs once a row, run once for all the rows on SQLite:
+    `sqlite` reads them from `:rows`, a JSON array holding each row's `columns` in order (a
+    `{after:name}` value as its time, under `name`), with `value ->> n`. Each execution of a
+    statement costs SQLite and the driver ~2 µs beyond its row's own work."""
+    return replace(
+        statement, sqlite_rows=_expand(sqlite, postgresql=False), row_columns=tuple(columns)
     )
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
+import orjson
+
 from hookline.store.sql import PLAIN_TYPES, Statement, sqlite_time, sqlite_value
 from hookline.store.units import IntegrityError, Mode, Op, StoreUnavailable, Unit
 
@@ -111,6 +113,25 @@ def _params(
     return params
 
 
+def _rows(statement: Statement, rows: Any, now: datetime | None) -> dict[str, Any]:
+    """The parameters of a batched statement: `rows` as its JSON array, and `now`."""
+    after = set(statement.after)
+    values = []
+    for row in rows:
+        found = []
+        for name in statement.row_columns:
+            value = row[name]
+            if name in after and value is not None:
+                assert now is not None
+                value = now + timedelta(seconds=value)
+            found.append(value if type(value) in PLAIN_TYPES else sqlite_value(value))
+        values.append(found)
+    params: dict[str, Any] = {"rows": orjson.dumps(values).decode()}
+    if now is not None:
+        params["now"] = sqlite_time(now)
+    return params
+
+
 class _Run:
     """Runs units' operations on one connection; remembers whether a unit asked for a wake."""
 
@@ -126,6 +147,10 @@ class _Run:
         assert statement is not None
         now = datetime.now(UTC) if statement.uses_now else None
         if op.mode is Mode.MANY:
+            if statement.sqlite_rows is not None:
+                if op.params:
+                    self.conn.execute(statement.sqlite_rows, _rows(statement, op.params, now))
+                return None
             now_text = None if now is None else sqlite_time(now)
             batch = [_params(statement, p, now, now_text) for p in op.params]
             if batch:
