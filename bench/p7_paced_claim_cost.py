@@ -85,7 +85,6 @@ MAIN = ("none", "rate-limited", "ordered")
 NAMES = {
     id(getattr(claims, name)): name
     for name in (
-        "_ENDPOINTS",
         "_PACED_IDS",
         "_PACED",
         "_HEAD",

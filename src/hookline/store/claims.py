@@ -171,12 +171,7 @@ def claim(
         "limit": limit,
         "per_endpoint": cap,
     }
-    endpoints = yield units.rows(_ENDPOINTS, {"up_to": PROBE_UP_TO})
-    listed = endpoints[0][2] if endpoints else _PACED_ONLY
-    if listed == _SOME:
-        paced = [row[0] for row in (yield units.rows(_PACED_IDS))]
-    else:
-        paced = [row[0] for row in endpoints if row[1]]
+    paced = [row[0] for row in (yield units.rows(_PACED_IDS))]
     waits: dict[str, float] = {}
     paced_at = None
     if paced:
@@ -185,7 +180,7 @@ def claim(
     leased: list[Any] = []
     if params["limit"] <= 0:
         leased = []
-    elif skip_endpoints or paced or listed == _ALL:  # the oldest could be paced ones
+    elif skip_endpoints or paced:  # the oldest due rows could be paced ones: probe instead
         leased = yield units.rows(_LEASE_PER_ENDPOINT, {**params, "skip": list(skip_endpoints)})
     else:
         candidates = limit if per_endpoint is None else limit * CANDIDATES_PER_SLOT
@@ -207,23 +202,7 @@ def claim(
 # worker that stalls (a busy CPU) can send late all at once: rate * horizon attempts at most.
 PACE_HORIZON = 0.25
 
-# On SQLite, with this many endpoints or fewer, a claim probes each one's oldest due rows
-# rather than windowing the oldest due rows of all (`limit` x CANDIDATES_PER_SLOT of them): the
-# probes cost less then (draining 16 endpoints' backlog, ~6 µs a leased row against ~12), and
-# the claim hides no endpoint behind another's backlog. Not on PostgreSQL, where the probe locks
-# up to the cap of every endpoint's due rows, chosen or not, and concurrent claims come up short.
-PROBE_UP_TO = 64
-# What the first look at the endpoints lists (a deleted one has nothing pending: no claim need
-# pass over it): every endpoint, each told paced or not (SQLite, while few); only the paced ones
-# (PostgreSQL); or a part of them (SQLite with many: _PACED_IDS then).
-_ALL, _PACED_ONLY, _SOME = "all", "paced", "some"
-_ENDPOINTS = sql(
-    "SELECT id, paced, CASE WHEN count(*) OVER () <= :up_to THEN 'all' ELSE 'some' END FROM ("
-    " SELECT id, rate_limit IS NOT NULL OR ordered AS paced FROM endpoints"
-    " WHERE deleted_at IS NULL LIMIT :up_to + 1) AS listed",
-    postgres="SELECT id, TRUE, 'paced' FROM endpoints"
-    " WHERE (rate_limit IS NOT NULL OR ordered) AND deleted_at IS NULL",
-)
+# A deleted one has nothing pending: no claim need pass over it.
 _PACED_IDS = sql(
     "SELECT id FROM endpoints WHERE (rate_limit IS NOT NULL OR ordered) AND deleted_at IS NULL"
 )
