@@ -44,7 +44,11 @@ REPEAT_AFTER = 60.0
 
 def fields(**values: Any) -> dict[str, Any]:
     """The `extra=` of a log call whose line carries these fields (None values are left out)."""
-    return {_FIELDS: {k: v for k, v in values.items() if v is not None}}
+    return {_FIELDS: _present(values)}
+
+
+def _present(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def line(logger: logging.Logger, level: int, message: str, **values: Any) -> None:
@@ -54,7 +58,7 @@ def line(logger: logging.Logger, level: int, message: str, **values: Any) -> Non
     if not logger.isEnabledFor(level):
         return
     record = logging.LogRecord(logger.name, level, "", 0, message, None, None)
-    setattr(record, _FIELDS, {k: v for k, v in values.items() if v is not None})
+    setattr(record, _FIELDS, _present(values))
     logger.handle(record)
 
 

@@ -353,16 +353,14 @@ def _route(url: str, guarded: bool) -> _Route:
     except ValueError as exc:
         return _Route("", 0, False, ("invalid_url", _describe(exc)))
     host, port = ssrf.host_and_port(parsed)
-    literal = ssrf.literal_address(host)
-    if guarded and literal is not None:
+    try:
         # A literal address is connected to as it is: checked here, as no lookup comes.
-        try:
-            ssrf.check_address(host, literal)
-        except ssrf.ForbiddenDestination as exc:
-            return _Route("", 0, False, ("forbidden_destination", str(exc)))
+        literal = ssrf.check_literal(host) if guarded else ssrf.literal_address(host) is not None
+    except ssrf.ForbiddenDestination as exc:
+        return _Route("", 0, False, ("forbidden_destination", str(exc)))
     if parsed.scheme not in ("http", "https") or not host:
         return _Route("", 0, False, ("invalid_url", f"not an http(s) URL: {url!r}"[:1000]))
-    return _Route(host, port, literal is not None)
+    return _Route(host, port, literal)
 
 
 def kept_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:

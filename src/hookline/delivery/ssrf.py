@@ -154,14 +154,14 @@ def _host(url: URL) -> str:
     return (url.host or "").strip("[]")
 
 
-def check_literal(url: str) -> bool:
-    """Raise ForbiddenDestination when the URL's host is a forbidden literal address; True if
-    the host is a literal address at all (the client connects to those without resolving)."""
-    parsed = URL(url)
-    literal = literal_address(_host(parsed))
+def check_literal(host: str) -> bool:
+    """Raise ForbiddenDestination when `host` (a URL's, as `host_and_port` gives it) is a
+    forbidden literal address; True if it is a literal address at all (the client connects to
+    those without resolving)."""
+    literal = literal_address(host)
     if literal is None:
         return False
-    check_address(_host(parsed), literal)
+    check_address(host, literal)
     return True
 
 
@@ -173,9 +173,9 @@ def host_and_port(url: URL) -> tuple[str, int]:
 async def check_url(url: str, resolver: AbstractResolver) -> None:
     """Raise ForbiddenDestination when the URL's host is or resolves to a forbidden address,
     or OSError when it does not resolve."""
-    if check_literal(url):
-        return
     host, port = host_and_port(URL(url))
+    if check_literal(host):
+        return
     check_results(host, await resolver.resolve(host, port, socket.AF_UNSPEC))
 
 
